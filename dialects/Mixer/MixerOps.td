@@ -1,0 +1,144 @@
+//===- MixerOps.td - ops of the mixer dialect --------------*- tablegen -*-===//
+
+#ifndef MIXER_OPS_TD
+#define MIXER_OPS_TD
+
+include "MixerDialect.td"
+include "MixerAttrs.td"
+include "mlir/Interfaces/DestinationStyleOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+// A whole-sequence operand: a ranked tensor (value semantics) or a strided
+// memref (after bufferization; what kernels are generated from).
+def Mixer_Shaped : AnyTypeOf<[AnyRankedTensor, AnyNon0RankedMemRef]>;
+def Mixer_Series : MemRefRankOf<[AnyFloat, AnyComplex], [1]>;
+def Mixer_Scalar : AnyTypeOf<[AnyFloat, AnyComplex]>;
+
+//===----------------------------------------------------------------------===//
+// mixer.scan
+//===----------------------------------------------------------------------===//
+
+def Mixer_ScanOp : Mixer_Op<"scan", [
+    AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<DestinationStyleOpInterface>]> {
+  let summary = "diagonal linear recurrence h_t = a_t * h_{t-1} + b_t along time";
+  let description = [{
+    Runs, independently for every batch row and channel, the first-order linear
+    recurrence (spec section 2.1 for the jagged window; the global form is the
+    plain sequential definition)
+
+    ```
+    h_t = a_t * h_{t-1} + b_t,     h_{-1} = initial_state (0 if absent)
+    ```
+
+    over `gates` (`a`) and `inputs` (`b`), both `[batch, time, channels]`.
+
+    * `log_space`: `gates` hold `log a_t` and the op uses `a_t = exp(g_t)`
+      (complex exponential for complex gates). A gate of `-inf` cuts the
+      recurrence exactly.
+    * `reverse`: time runs backwards, `h_t = a_t * h_{t+1} + b_t`, and the final
+      state is `h_0`. Jagged blocks stay aligned to absolute position 0.
+    * window `global`: `final_state` is `h_{T-1}` (`h_0` when reversed): the
+      `initial_state` that continues the sequence.
+    * window `jagged<block = BL, k = K>`: the sliding window recurrence.
+      `initial_state` is the carry `c_{-1}` received by the first block (k = 2
+      only; with k = 1 there is no carry and an initial state is an error).
+      `final_state` is the zero-initialised local state of the last time step,
+      i.e. the carry a continuation needs when the sequence ends on a block
+      boundary.
+
+    Element types: gates and inputs are floats (f16, bf16, f32, f64) or
+    complex; the state type is the element type of `output`/`final_state`
+    (f32, f64 or complex of them) and is at least as wide as the inputs, which
+    are extended before any arithmetic.
+
+    The op is in destination-passing style: `output` (`[B, T, D]`) and
+    `final_state` (`[B, D]`) are the destinations; with tensors the op returns
+    their new values, with memrefs it writes them. At least one of the two is
+    present.
+
+    ```mlir
+    %h, %hT = mixer.scan jagged<block = 16, k = 2> log_space
+        gates(%g : tensor<2x64x8xf32>) inputs(%x : tensor<2x64x8xf32>)
+        init(%h0 : tensor<2x8xf32>)
+        outs(%e : tensor<2x64x8xf32>) final(%f : tensor<2x8xf32>)
+        -> tensor<2x64x8xf32>, tensor<2x8xf32>
+    ```
+  }];
+
+  let arguments = (ins
+    Mixer_Shaped:$gates,
+    Mixer_Shaped:$inputs,
+    Optional<Mixer_Shaped>:$initial_state,
+    Optional<Mixer_Shaped>:$output,
+    Optional<Mixer_Shaped>:$final_state,
+    Mixer_WindowAttr:$window,
+    UnitAttr:$log_space,
+    UnitAttr:$reverse);
+  let results = (outs Variadic<AnyRankedTensor>:$results);
+
+  let assemblyFormat = [{
+    custom<Window>($window) (`log_space` $log_space^)? (`reverse` $reverse^)?
+    `gates` `(` $gates `:` type($gates) `)`
+    `inputs` `(` $inputs `:` type($inputs) `)`
+    (`init` `(` $initial_state^ `:` type($initial_state) `)`)?
+    (`outs` `(` $output^ `:` type($output) `)`)?
+    (`final` `(` $final_state^ `:` type($final_state) `)`)?
+    attr-dict (`->` type($results)^)?
+  }];
+  let hasVerifier = 1;
+
+  let extraClassDeclaration = [{
+    /// The element type in which the recurrence is carried.
+    Type getStateElementType();
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// mixer.channel_scan
+//===----------------------------------------------------------------------===//
+
+def Mixer_ChannelScanOp : Mixer_Op<"channel_scan", [AttrSizedOperandSegments]> {
+  let summary = "the recurrence of one channel over a range of time, carry as a scalar";
+  let description = [{
+    The tiled form of `mixer.scan` that `mixer-tile-scan` produces: one channel
+    of one batch row, over a contiguous range of time (a strided 1-D view). The
+    carry enters as the scalar `initial_state` (zero if absent) and leaves as
+    the scalar result, so tiles chain through SSA values and need no scratch
+    memory. `output`, if present, receives every step's state; without it the
+    op only computes the carry (used for the previous block of a jagged window).
+
+    Same `window`, `log_space` and `reverse` semantics as `mixer.scan`. For a
+    jagged window the view must start at an absolute block boundary (position
+    0 of the view is a multiple of the block length), which the tiler ensures.
+
+    ```mlir
+    %carry = mixer.channel_scan jagged<block = 16, k = 2>
+        gates(%a : memref<?xf32, strided<[?], offset: ?>>)
+        inputs(%b : memref<?xf32, strided<[?], offset: ?>>)
+        init(%c : f32) outs(%h : memref<?xf32, strided<[?], offset: ?>>) -> f32
+    ```
+  }];
+
+  let arguments = (ins
+    Arg<Mixer_Series, "gates", [MemRead]>:$gates,
+    Arg<Mixer_Series, "inputs", [MemRead]>:$inputs,
+    Optional<Mixer_Scalar>:$initial_state,
+    Arg<Optional<Mixer_Series>, "states", [MemWrite]>:$output,
+    Mixer_WindowAttr:$window,
+    UnitAttr:$log_space,
+    UnitAttr:$reverse);
+  let results = (outs Mixer_Scalar:$final_state);
+
+  let assemblyFormat = [{
+    custom<Window>($window) (`log_space` $log_space^)? (`reverse` $reverse^)?
+    `gates` `(` $gates `:` type($gates) `)`
+    `inputs` `(` $inputs `:` type($inputs) `)`
+    (`init` `(` $initial_state^ `:` type($initial_state) `)`)?
+    (`outs` `(` $output^ `:` type($output) `)`)?
+    attr-dict `->` type($final_state)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // MIXER_OPS_TD

@@ -1,0 +1,61 @@
+//===- MixerPasses.td - passes over the mixer dialect ------*- tablegen -*-===//
+
+#ifndef MIXER_PASSES_TD
+#define MIXER_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def MixerTileScan : Pass<"mixer-tile-scan", "::mlir::func::FuncOp"> {
+  let summary = "Split mixer.scan into per-channel time tiles that chain their carry";
+  let description = [{
+    Rewrites every buffer-form `mixer.scan` over `[B, T, D]` into an
+    `scf.parallel` over channels, batch rows and time tiles whose body is
+    `mixer.channel_scan` on strided 1-D views.
+
+    * jagged window: tiles of `tile-size` steps (a multiple of the block) are
+      independent. A tile's carry is the zero-initialised terminal state of the
+      single block just before it (k = 2), recomputed from that block's 16 (BL)
+      steps; nothing older is read. The first tile takes `initial_state`.
+    * global window: the carry of a tile is the final state of the previous one,
+      so tiles run in order inside the channel (`scf.for` with the carry as an
+      iteration argument); `tile-size = 0` keeps the whole sequence as one tile.
+
+    Before:
+    ```mlir
+    mixer.scan jagged<block = 16, k = 2> gates(%a : memref<?x?x?xf32>)
+        inputs(%b : memref<?x?x?xf32>) outs(%h : memref<?x?x?xf32>)
+    ```
+    After (schematically):
+    ```mlir
+    scf.parallel (%d, %n, %j) = (0, 0, 0) to (%D, %B, %tiles) step (1, 1, 1) {
+      %carry = scf.if (%j > 0) { mixer.channel_scan jagged<block = 16, k = 1> ... }
+      mixer.channel_scan jagged<block = 16, k = 2> ... init(%carry) outs(%tile_of_h)
+    }
+    ```
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect"];
+  let options = [
+    Option<"tileSize", "tile-size", "int64_t", /*default=*/"256",
+           "Time steps per tile for jagged windows (a multiple of the block)">,
+    Option<"globalTileSize", "global-tile-size", "int64_t", /*default=*/"0",
+           "Time steps per tile for global windows (0 = whole sequence in one tile)">
+  ];
+}
+
+def MixerLowerChannelScan : Pass<"mixer-lower-channel-scan", "::mlir::func::FuncOp"> {
+  let summary = "Lower mixer.channel_scan to an scf.for over time";
+  let description = [{
+    Each `mixer.channel_scan` becomes one sequential `scf.for` whose iteration
+    arguments are the recurrence state (global) or the jagged triple
+    (local state, in-block gate product, carry). Gates and inputs are loaded,
+    extended to the state type and, in log space, exponentiated; every step's
+    state is stored to `output`. The loop is what a GPU thread or a CPU core
+    executes; parallelism lives in the enclosing `scf.parallel`.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
+                           "::mlir::complex::ComplexDialect"];
+}
+
+#endif // MIXER_PASSES_TD

@@ -1,0 +1,30 @@
+//===- Mixer.h - the mixer dialect ------------------------------*- C++ -*-===//
+
+#ifndef MIXIR_DIALECT_MIXER_MIXER_H
+#define MIXIR_DIALECT_MIXER_MIXER_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/Interfaces/DestinationStyleOpInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "Mixer/MixerDialect.h.inc"
+#include "Mixer/MixerEnums.h.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "Mixer/MixerAttrs.h.inc"
+
+#define GET_OP_CLASSES
+#include "Mixer/MixerOps.h.inc"
+
+namespace mlir::mixer {
+/// Registers the bufferization model of mixer.scan (tensor -> memref form).
+void registerBufferizableOpInterfaceExternalModels(DialectRegistry &registry);
+} // namespace mlir::mixer
+
+#endif // MIXIR_DIALECT_MIXER_MIXER_H

@@ -1,0 +1,53 @@
+//===- Pipelines.h - registered mixer pipelines -----------------*- C++ -*-===//
+//
+// `mixer-to-cpu`: mixer IR -> LLVM dialect for the host (run through the
+// ExecutionEngine). `mixer-to-nvvm`: mixer IR -> gpu.module kernels -> NVVM ->
+// a gpu.binary holding PTX (format=isa) or a cubin (format=bin, needs ptxas).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MIXIR_PIPELINES_PIPELINES_H
+#define MIXIR_PIPELINES_PIPELINES_H
+
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassOptions.h"
+#include <string>
+
+namespace mlir::mixer {
+
+struct MixerToCPUOptions : public PassPipelineOptions<MixerToCPUOptions> {
+  PassOptions::Option<int64_t> tileSize{*this, "tile-size",
+                                        llvm::cl::desc("Jagged tile length"),
+                                        llvm::cl::init(256)};
+};
+
+struct MixerToNVVMOptions : public PassPipelineOptions<MixerToNVVMOptions> {
+  PassOptions::Option<std::string> chip{*this, "chip", llvm::cl::desc("GPU chip"),
+                                        llvm::cl::init("sm_90a")};
+  PassOptions::Option<std::string> features{
+      *this, "features", llvm::cl::desc("PTX features"), llvm::cl::init("+ptx80")};
+  PassOptions::Option<std::string> format{
+      *this, "format", llvm::cl::desc("isa (PTX text) or bin (cubin via ptxas)"),
+      llvm::cl::init("isa")};
+  PassOptions::Option<std::string> toolkit{
+      *this, "toolkit", llvm::cl::desc("CUDA toolkit root (libdevice, ptxas); "
+                                       "default: $CUDA_HOME or /usr/local/cuda"),
+      llvm::cl::init("")};
+  PassOptions::Option<int64_t> tileSize{*this, "tile-size",
+                                        llvm::cl::desc("Jagged tile length"),
+                                        llvm::cl::init(256)};
+  PassOptions::Option<int64_t> blockSize{
+      *this, "block-size", llvm::cl::desc("Threads per block (over channels)"),
+      llvm::cl::init(128)};
+};
+
+void buildMixerToCPUPipeline(OpPassManager &pm, const MixerToCPUOptions &options);
+void buildMixerToNVVMPipeline(OpPassManager &pm, const MixerToNVVMOptions &options);
+void registerMixerPipelines();
+
+/// The CUDA toolkit root used when no `toolkit` option is given.
+std::string defaultCudaToolkitPath();
+
+} // namespace mlir::mixer
+
+#endif // MIXIR_PIPELINES_PIPELINES_H

@@ -1,0 +1,182 @@
+//===- MixerOps.cpp - verifiers and interfaces of mixer ops ---------------===//
+
+#include "mixir/Dialect/Mixer/Mixer.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/STLExtras.h"
+
+using namespace mlir;
+using namespace mlir::mixer;
+
+namespace mlir::mixer {
+ParseResult parseWindow(OpAsmParser &parser, WindowAttr &window);
+void printWindow(OpAsmPrinter &printer, Operation *op, WindowAttr window);
+} // namespace mlir::mixer
+
+#define GET_OP_CLASSES
+#include "Mixer/MixerOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// Shared checks
+//===----------------------------------------------------------------------===//
+
+/// Width of a float, or of the components of a complex number.
+static unsigned componentWidth(Type t) {
+  if (auto c = dyn_cast<ComplexType>(t))
+    return c.getElementType().getIntOrFloatBitWidth();
+  return t.getIntOrFloatBitWidth();
+}
+
+/// The recurrence is carried in f32, f64 or a complex of them; gates and inputs
+/// are extended into it, never truncated.
+static LogicalResult verifyElementTypes(Operation *op, Type gate, Type input, Type state) {
+  auto isStateType = [](Type t) {
+    if (auto c = dyn_cast<ComplexType>(t))
+      t = c.getElementType();
+    return t.isF32() || t.isF64();
+  };
+  if (!isStateType(state))
+    return op->emitOpError("state element type must be f32, f64, complex<f32> or "
+                           "complex<f64>, got ")
+           << state;
+  for (auto [name, t] : {std::pair<StringRef, Type>{"gates", gate}, {"inputs", input}}) {
+    if (!isa<FloatType, ComplexType>(t))
+      return op->emitOpError() << name << " element type must be a float or complex, got " << t;
+    if (isa<ComplexType>(t) && !isa<ComplexType>(state))
+      return op->emitOpError() << name << " are complex (" << t
+                               << ") but the state is real (" << state << ")";
+    if (componentWidth(t) > componentWidth(state))
+      return op->emitOpError() << name << " element type " << t
+                               << " is wider than the state element type " << state;
+  }
+  return success();
+}
+
+static LogicalResult verifyWindowUse(Operation *op, WindowAttr window, bool hasInit) {
+  if (window.isJagged() && window.getK() == 1 && hasInit)
+    return op->emitOpError("a jagged window with k = 1 has no carry; an initial_state "
+                           "would be ignored");
+  return success();
+}
+
+/// Prints a shape as [2, ?, 8].
+static std::string shapeString(ArrayRef<int64_t> shape) {
+  std::string s = "[";
+  llvm::raw_string_ostream os(s);
+  llvm::interleaveComma(shape, os, [&](int64_t d) {
+    if (ShapedType::isDynamic(d))
+      os << "?";
+    else
+      os << d;
+  });
+  os << "]";
+  return s;
+}
+
+static bool compatibleShapes(ArrayRef<int64_t> a, ArrayRef<int64_t> b) {
+  if (a.size() != b.size())
+    return false;
+  for (auto [x, y] : llvm::zip(a, b))
+    if (!ShapedType::isDynamic(x) && !ShapedType::isDynamic(y) && x != y)
+      return false;
+  return true;
+}
+
+//===----------------------------------------------------------------------===//
+// mixer.scan
+//===----------------------------------------------------------------------===//
+
+Type ScanOp::getStateElementType() {
+  Value dest = getOutput() ? getOutput() : getFinalState();
+  return cast<ShapedType>(dest.getType()).getElementType();
+}
+
+MutableOperandRange ScanOp::getDpsInitsMutable() {
+  // `output` and `final_state` are adjacent operand segments.
+  auto [outStart, outLen] = getODSOperandIndexAndLength(3);
+  auto [finalStart, finalLen] = getODSOperandIndexAndLength(4);
+  (void)finalStart;
+  return MutableOperandRange(getOperation(), outStart, outLen + finalLen);
+}
+
+LogicalResult ScanOp::verify() {
+  if (!getOutput() && !getFinalState())
+    return emitOpError("needs an output or a final_state destination (or both)");
+
+  auto gates = cast<ShapedType>(getGates().getType());
+  bool tensorForm = isa<RankedTensorType>(gates);
+  SmallVector<std::pair<StringRef, Value>> operands = {
+      {"gates", getGates()}, {"inputs", getInputs()}, {"initial_state", getInitialState()},
+      {"output", getOutput()}, {"final_state", getFinalState()}};
+  for (auto [name, v] : operands)
+    if (v && isa<RankedTensorType>(v.getType()) != tensorForm)
+      return emitOpError() << "operands must be all tensors or all memrefs; " << name
+                           << " is " << v.getType() << " but gates are " << gates;
+
+  // [batch, time, channels] sequences, [batch, channels] states.
+  auto shapeOf = [](Value v) { return cast<ShapedType>(v.getType()).getShape(); };
+  if (gates.getRank() != 3)
+    return emitOpError() << "gates must have rank 3 ([batch, time, channels]), got rank "
+                         << gates.getRank();
+  ArrayRef<int64_t> seq = gates.getShape();
+  SmallVector<int64_t> state = {seq[0], seq[2]};
+  for (auto [name, v] : ArrayRef(operands).drop_front()) {
+    if (!v)
+      continue;
+    bool isState = name == "initial_state" || name == "final_state";
+    ArrayRef<int64_t> want = isState ? ArrayRef<int64_t>(state) : seq;
+    if (!compatibleShapes(shapeOf(v), want))
+      return emitOpError() << name << " must have shape " << shapeString(want)
+                           << (isState ? " ([batch, channels])" : " (like gates)")
+                           << ", got " << shapeString(shapeOf(v));
+  }
+
+  Type stateTy = getStateElementType();
+  if (getOutput() && getFinalState() &&
+      cast<ShapedType>(getFinalState().getType()).getElementType() != stateTy)
+    return emitOpError() << "output and final_state element types differ: " << stateTy
+                         << " vs "
+                         << cast<ShapedType>(getFinalState().getType()).getElementType();
+  if (getInitialState() &&
+      cast<ShapedType>(getInitialState().getType()).getElementType() != stateTy)
+    return emitOpError() << "initial_state element type "
+                         << cast<ShapedType>(getInitialState().getType()).getElementType()
+                         << " differs from the state element type " << stateTy;
+  if (failed(verifyElementTypes(*this, gates.getElementType(),
+                                cast<ShapedType>(getInputs().getType()).getElementType(),
+                                stateTy)))
+    return failure();
+  return verifyWindowUse(*this, getWindow(), static_cast<bool>(getInitialState()));
+}
+
+//===----------------------------------------------------------------------===//
+// mixer.channel_scan
+//===----------------------------------------------------------------------===//
+
+LogicalResult ChannelScanOp::verify() {
+  auto gates = cast<MemRefType>(getGates().getType());
+  auto inputs = cast<MemRefType>(getInputs().getType());
+  if (!compatibleShapes(gates.getShape(), inputs.getShape()))
+    return emitOpError() << "gates and inputs must have the same length, got "
+                         << shapeString(gates.getShape()) << " and "
+                         << shapeString(inputs.getShape());
+  Type stateTy = getFinalState().getType();
+  if (Value out = getOutput()) {
+    auto outTy = cast<MemRefType>(out.getType());
+    if (!compatibleShapes(outTy.getShape(), gates.getShape()))
+      return emitOpError() << "output must have the length of gates, got "
+                           << shapeString(outTy.getShape()) << " and "
+                           << shapeString(gates.getShape());
+    if (outTy.getElementType() != stateTy)
+      return emitOpError() << "output element type " << outTy.getElementType()
+                           << " differs from the state type " << stateTy;
+  }
+  if (Value init = getInitialState(); init && init.getType() != stateTy)
+    return emitOpError() << "initial_state type " << init.getType()
+                         << " differs from the state type " << stateTy;
+  if (failed(verifyElementTypes(*this, gates.getElementType(), inputs.getElementType(),
+                                stateTy)))
+    return failure();
+  return verifyWindowUse(*this, getWindow(), static_cast<bool>(getInitialState()));
+}

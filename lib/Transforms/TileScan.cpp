@@ -1,0 +1,216 @@
+//===- TileScan.cpp - split mixer.scan into per-channel time tiles --------===//
+//
+// mixer.scan over [B, T, D] -> scf.parallel over (channel, batch row, tile)
+// of mixer.channel_scan on strided 1-D views. Channels are the fastest loop so
+// that, once the parallel loop is mapped to GPU threads, neighbouring threads
+// touch neighbouring addresses of a [B, T, D] tensor.
+//
+// Jagged windows make tiles independent: a tile that starts on a block
+// boundary needs only the zero-initialised terminal state of the one block
+// before it (spec 2.1), which the tile recomputes from that block's inputs.
+// Global windows chain tiles in order through the carry.
+//
+//===----------------------------------------------------------------------===//
+
+#include "mixir/Dialect/Mixer/Mixer.h"
+#include "mixir/Transforms/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Complex/IR/Complex.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/Builders.h"
+
+namespace mlir::mixer {
+#define GEN_PASS_DEF_MIXERTILESCAN
+#include "Mixer/MixerPasses.h.inc"
+} // namespace mlir::mixer
+
+using namespace mlir;
+using namespace mlir::mixer;
+
+namespace {
+
+/// Zero of the state type (the carry of a recurrence that has not started).
+Value zeroOf(OpBuilder &b, Location loc, Type type) {
+  if (auto c = dyn_cast<ComplexType>(type)) {
+    Attribute zero = b.getFloatAttr(c.getElementType(), 0.0);
+    return complex::ConstantOp::create(b, loc, c, b.getArrayAttr({zero, zero}));
+  }
+  return arith::ConstantOp::create(b, loc, b.getFloatAttr(type, 0.0));
+}
+
+/// Builds the index arithmetic and views of one tile.
+struct TileBuilder {
+  OpBuilder &b;
+  Location loc;
+
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
+  Value min(Value x, Value y) { return arith::MinUIOp::create(b, loc, x, y); }
+  Value ceilDiv(Value x, Value y) { return arith::CeilDivUIOp::create(b, loc, x, y); }
+  Value cmp(arith::CmpIPredicate p, Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, p, x, y);
+  }
+
+  /// The 1-D view x[n, t0 : t0 + len, d] of a [B, T, D] memref.
+  Value series(Value x, Value n, Value t0, Value len, Value d) {
+    auto srcTy = cast<MemRefType>(x.getType());
+    SmallVector<OpFoldResult> offsets = {n, t0, d};
+    SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1), len, b.getIndexAttr(1)};
+    SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
+    auto viewTy = memref::SubViewOp::inferRankReducedResultType({ShapedType::kDynamic}, srcTy,
+                                                                 offsets, sizes, strides);
+    return memref::SubViewOp::create(b, loc, cast<MemRefType>(viewTy), x, offsets, sizes,
+                                     strides);
+  }
+};
+
+class MixerTileScanPass : public mixer::impl::MixerTileScanBase<MixerTileScanPass> {
+public:
+  using MixerTileScanBase::MixerTileScanBase;
+
+  void runOnOperation() override {
+    SmallVector<ScanOp> scans;
+    getOperation().walk([&](ScanOp op) { scans.push_back(op); });
+    for (ScanOp op : scans) {
+      if (!op.hasPureBufferSemantics()) {
+        op.emitOpError("mixer-tile-scan needs the buffer form; run one-shot-bufferize first");
+        return signalPassFailure();
+      }
+      if (failed(op.getWindow().isJagged() ? tileJagged(op) : tileGlobal(op)))
+        return signalPassFailure();
+      op.erase();
+    }
+  }
+
+private:
+  /// Emits one channel_scan with the attributes of `op` (window overridable).
+  Value channelScan(OpBuilder &b, ScanOp op, WindowAttr window, Value gates, Value inputs,
+                    Value init, Value output) {
+    return ChannelScanOp::create(b, op.getLoc(), op.getStateElementType(), gates, inputs,
+                                 init, output, window, op.getLogSpaceAttr(),
+                                 op.getReverseAttr());
+  }
+
+  /// Initial carry of channel (n, d): initial_state[n, d] or zero.
+  Value initialCarry(OpBuilder &b, ScanOp op, Value n, Value d) {
+    if (Value init = op.getInitialState())
+      return memref::LoadOp::create(b, op.getLoc(), init, ValueRange{n, d});
+    return zeroOf(b, op.getLoc(), op.getStateElementType());
+  }
+
+  LogicalResult tileJagged(ScanOp op) {
+    WindowAttr window = op.getWindow();
+    int64_t blockLen = window.getBlock();
+    if (tileSize <= 0 || tileSize % blockLen != 0)
+      return op.emitOpError() << "mixer-tile-scan: tile-size " << tileSize
+                              << " must be a positive multiple of the jagged block "
+                              << blockLen;
+    OpBuilder b(op);
+    Location loc = op.getLoc();
+    TileBuilder tb{b, loc};
+    bool reverse = op.getReverse();
+    Value gates = op.getGates(), inputs = op.getInputs();
+    Value c0 = tb.idx(0), c1 = tb.idx(1);
+    Value batch = memref::DimOp::create(b, loc, gates, 0);
+    Value time = memref::DimOp::create(b, loc, gates, 1);
+    Value channels = memref::DimOp::create(b, loc, gates, 2);
+    Value tile = tb.idx(tileSize), blockV = tb.idx(blockLen);
+    Value numTiles = tb.ceilDiv(time, tile);
+
+    scf::ParallelOp::create(
+        b, loc, ValueRange{c0, c0, c0}, ValueRange{channels, batch, numTiles},
+        ValueRange{c1, c1, c1}, [&](OpBuilder &nb, Location, ValueRange ivs) {
+          TileBuilder t{nb, loc};
+          Value d = ivs[0], n = ivs[1], j = ivs[2];
+          Value t0 = t.mul(j, tile);
+          Value len = t.min(tile, t.sub(time, t0));
+          Value tileEnd = t.add(t0, len);
+
+          Value carry;
+          if (window.hasCarry()) {
+            // The one block that feeds this tile: before it (forward) or after
+            // it (reverse, where the last block may be partial).
+            Value hasNeighbour = reverse ? t.cmp(arith::CmpIPredicate::ult, tileEnd, time)
+                                         : t.cmp(arith::CmpIPredicate::ugt, j, c0);
+            auto ifOp = scf::IfOp::create(
+                nb, loc, hasNeighbour,
+                [&](OpBuilder &tbld, Location) {
+                  TileBuilder h{tbld, loc};
+                  Value start = reverse ? tileEnd : h.sub(t0, blockV);
+                  Value hlen = reverse ? h.min(blockV, h.sub(time, tileEnd)) : blockV;
+                  auto localOnly = WindowAttr::get(tbld.getContext(), WindowKind::Jagged,
+                                                   blockLen, /*k=*/1);
+                  Value c = channelScan(tbld, op, localOnly, h.series(gates, n, start, hlen, d),
+                                        h.series(inputs, n, start, hlen, d), Value(), Value());
+                  scf::YieldOp::create(tbld, loc, c);
+                },
+                [&](OpBuilder &ebld, Location) {
+                  scf::YieldOp::create(ebld, loc, initialCarry(ebld, op, n, d));
+                });
+            carry = ifOp.getResult(0);
+          }
+
+          Value out = op.getOutput() ? t.series(op.getOutput(), n, t0, len, d) : Value();
+          Value last = channelScan(nb, op, window, t.series(gates, n, t0, len, d),
+                                   t.series(inputs, n, t0, len, d), carry, out);
+          if (Value fin = op.getFinalState()) {
+            // The last tile in processing order holds the final state.
+            Value isLast = reverse ? t.cmp(arith::CmpIPredicate::eq, j, c0)
+                                   : t.cmp(arith::CmpIPredicate::eq, t.add(j, c1), numTiles);
+            scf::IfOp::create(nb, loc, isLast, [&](OpBuilder &tbld, Location) {
+              memref::StoreOp::create(tbld, loc, last, fin, ValueRange{n, d});
+              scf::YieldOp::create(tbld, loc);
+            });
+          }
+          scf::ReduceOp::create(nb, loc);
+        });
+    return success();
+  }
+
+  LogicalResult tileGlobal(ScanOp op) {
+    if (globalTileSize < 0)
+      return op.emitOpError() << "mixer-tile-scan: global-tile-size must be >= 0, got "
+                              << globalTileSize;
+    OpBuilder b(op);
+    Location loc = op.getLoc();
+    TileBuilder tb{b, loc};
+    bool reverse = op.getReverse();
+    Value gates = op.getGates(), inputs = op.getInputs();
+    Value c0 = tb.idx(0), c1 = tb.idx(1);
+    Value batch = memref::DimOp::create(b, loc, gates, 0);
+    Value time = memref::DimOp::create(b, loc, gates, 1);
+    Value channels = memref::DimOp::create(b, loc, gates, 2);
+    // 0 keeps the sequence whole: one tile of length T.
+    Value tile = globalTileSize > 0 ? tb.idx(globalTileSize) : time;
+    Value numTiles = globalTileSize > 0 ? tb.ceilDiv(time, tile) : c1;
+
+    scf::ParallelOp::create(
+        b, loc, ValueRange{c0, c0}, ValueRange{channels, batch}, ValueRange{c1, c1},
+        [&](OpBuilder &nb, Location, ValueRange ivs) {
+          Value d = ivs[0], n = ivs[1];
+          // Tiles of one channel run in processing order; the carry is the
+          // previous tile's final state.
+          auto loop = scf::ForOp::create(
+              nb, loc, c0, numTiles, c1, ValueRange{initialCarry(nb, op, n, d)},
+              [&](OpBuilder &lb, Location, Value step, ValueRange carry) {
+                TileBuilder t{lb, loc};
+                Value j = reverse ? t.sub(t.sub(numTiles, c1), step) : step;
+                Value t0 = t.mul(j, tile);
+                Value len = t.min(tile, t.sub(time, t0));
+                Value out = op.getOutput() ? t.series(op.getOutput(), n, t0, len, d) : Value();
+                Value next = channelScan(lb, op, op.getWindow(), t.series(gates, n, t0, len, d),
+                                         t.series(inputs, n, t0, len, d), carry[0], out);
+                scf::YieldOp::create(lb, loc, next);
+              });
+          if (Value fin = op.getFinalState())
+            memref::StoreOp::create(nb, loc, loop.getResult(0), fin, ValueRange{n, d});
+          scf::ReduceOp::create(nb, loc);
+        });
+    return success();
+  }
+};
+} // namespace

@@ -1,0 +1,89 @@
+"""Float64 sequential references: the normative definitions, used as test oracles.
+
+These are written from the definitions of shared/spec/mixers.md (section 2.1 for
+the jagged window), one time step at a time, independent of the compiled code.
+Layout is [batch, time, channels] like mixir.ops.scan.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["scan_ref"]
+
+
+def _as_f64(x) -> np.ndarray:
+    x = x.detach().cpu() if hasattr(x, "detach") else x
+    if hasattr(x, "numpy"):
+        import torch
+        x = x.to(torch.complex128 if x.is_complex() else torch.float64).numpy()
+    x = np.asarray(x)
+    return x.astype(np.complex128 if np.iscomplexobj(x) else np.float64)
+
+
+def scan_ref(a, b, initial_state=None, reverse=False, log_space=False, window=None):
+    """h_t = a_t h_{t-1} + b_t (or the jagged sliding-window recurrence), in float64.
+
+    window: None / "global", or ("jagged", block, k). Returns (h, final_state) as
+    numpy arrays; for a jagged window the final state is the zero-initialised
+    local state of the last processed step (spec 2.1 / mixer.scan docs).
+    """
+    a, b = _as_f64(a), _as_f64(b)
+    if log_space:
+        a = np.exp(a)
+    dtype = np.complex128 if (np.iscomplexobj(a) or np.iscomplexobj(b)) else np.float64
+    B, T, D = b.shape
+    h0 = np.zeros((B, D), dtype) if initial_state is None else _as_f64(initial_state).astype(dtype)
+    out = np.zeros((B, T, D), dtype)
+    order = range(T - 1, -1, -1) if reverse else range(T)
+
+    if window is None or window == "global":
+        h = h0.copy()
+        for t in order:
+            h = a[:, t] * h + b[:, t]
+            out[:, t] = h
+        return out, h
+
+    _, block, k = window
+    # Jagged, from the closed form of spec 2.1: y_t is the exact recurrence
+    # restarted from zero at the start of the previous block (k = 2) or of its
+    # own block (k = 1); the first block processed starts from c_init instead.
+    # Reverse keeps blocks aligned to absolute position 0: pad the end to a whole
+    # block with a = 1, b = 0 (which changes no output), flip, run forward.
+    pad = (-T) % block
+    if pad:
+        a = np.concatenate([a, np.ones((B, pad, a.shape[2]), a.dtype)], axis=1)
+        b = np.concatenate([b, np.zeros((B, pad, D), b.dtype)], axis=1)
+    if reverse:
+        a, b = a[:, ::-1], b[:, ::-1]
+    y, final = _jagged_forward(a, b, h0, block, k)
+    if reverse:
+        y = y[:, ::-1]
+    return np.ascontiguousarray(y[:, :T]), final
+
+
+def _jagged_forward(a, b, h0, block, k):
+    B, P, D = b.shape
+    nb = P // block
+    A = np.broadcast_to(a, b.shape).reshape(B, nb, block, D)
+    U = b.reshape(B, nb, block, D)
+    # The block before each block; before block 0 stands a virtual block whose
+    # zero-initialised terminal state is c_init (zeros, then c_init last).
+    virtual_u = np.zeros((B, 1, block, D), U.dtype)
+    virtual_u[:, 0, -1] = h0
+    prev_u = np.concatenate([virtual_u, U[:, :-1]], axis=1)
+    prev_a = np.concatenate([np.ones((B, 1, block, D), A.dtype), A[:, :-1]], axis=1)
+    dtype = np.result_type(A.dtype, U.dtype)
+    h = np.zeros((B, nb, D), dtype)
+    if k == 2:
+        for j in range(block):
+            h = prev_a[:, :, j] * h + prev_u[:, :, j]
+    out = np.empty((B, nb, block, D), dtype)
+    for j in range(block):
+        h = A[:, :, j] * h + U[:, :, j]
+        out[:, :, j] = h
+    # Final state: the last block's own recurrence from zero.
+    local = np.zeros((B, D), dtype)
+    for j in range(block):
+        local = A[:, -1, j] * local + U[:, -1, j]
+    return out.reshape(B, P, D), local
