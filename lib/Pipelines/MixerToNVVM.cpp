@@ -34,7 +34,7 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
       "one-shot-bufferize{{bufferize-function-boundaries=1},"
       "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan,"
       "scf-parallel-loop-tiling{{parallel-loop-tile-sizes={1} no-min-max-bounds=1},"
-      "gpu-map-parallel-loops,convert-parallel-loops-to-gpu),"
+      "gpu-map-parallel-loops,convert-parallel-loops-to-gpu,canonicalize,cse),"
       "gpu-kernel-outlining,"
       "nvvm-attach-target{{chip={2} features={3} O=3},"
       "gpu.module(arith-expand,expand-strided-metadata,lower-affine,convert-scf-to-cf,"

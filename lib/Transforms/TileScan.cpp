@@ -106,7 +106,7 @@ private:
     WindowAttr window = op.getWindow();
     int64_t blockLen = window.getBlock();
     if (tileSize <= 0 || tileSize % blockLen != 0)
-      return op.emitOpError() << "mixer-tile-scan: tile-size " << tileSize
+      return op.emitOpError() << "mixer-tile-scan: tile-size " << static_cast<int64_t>(tileSize)
                               << " must be a positive multiple of the jagged block "
                               << blockLen;
     OpBuilder b(op);
@@ -174,7 +174,7 @@ private:
   LogicalResult tileGlobal(ScanOp op) {
     if (globalTileSize < 0)
       return op.emitOpError() << "mixer-tile-scan: global-tile-size must be >= 0, got "
-                              << globalTileSize;
+                              << static_cast<int64_t>(globalTileSize);
     OpBuilder b(op);
     Location loc = op.getLoc();
     TileBuilder tb{b, loc};

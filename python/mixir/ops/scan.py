@@ -119,9 +119,11 @@ def _descriptor(t: torch.Tensor):
 
 
 class _CpuKernel:
-    def __init__(self, ir: str, nargs: int):
+    """A compiled CPU specialisation, called with torch tensors (strided descriptors)."""
+
+    def __init__(self, ir: str, nargs: int, options: Optional[str] = None):
         self.ir = ir
-        self.module = _compile(ir, "cpu")
+        self.module = _compile(ir, "cpu", options)
         proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs))
         self.fn = proto(self.module.lookup("_mlir_ciface_scan"))
 
