@@ -28,7 +28,7 @@ fi
 # 2. Python packages, torch pinned to the GPU host's version.
 need_py=$($PY - <<'PYEOF'
 import importlib.metadata as md
-want = {"torch": "2.11.0", "numpy": None, "pytest": None, "setuptools": None}
+want = {"torch": "2.11.0", "numpy": None, "pytest": None}
 for name, version in want.items():
     try:
         have = md.version(name)
@@ -47,10 +47,10 @@ fi
 say "building"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DMLIR_DIR=$LLVM_PREFIX/lib/cmake/mlir -DLLVM_EXTERNAL_LIT=$LLVM_PREFIX/bin/lit >/dev/null
-ninja -C build mixer-opt mixir_c mixir-capi-test
+ninja -C build mixer-opt mixir_c mixir_runtime mixir-capi-test
 
 # 4. The Python package, editable: importable from anywhere.
-$PY -m pip install -q --no-build-isolation --no-deps -e python
+$PY -m pip install -q --no-deps -e python
 say "setup took $(( $(date +%s) - t0 )) s"
 
 # 5. The main job.

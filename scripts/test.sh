@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-ninja -C build mixer-opt mixir_c mixir-capi-test
+ninja -C build mixer-opt mixir_c mixir_runtime mixir-capi-test
 ninja -C build check-mixir
 $PY -m pytest -q test/python "$@"
