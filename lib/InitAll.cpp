@@ -15,6 +15,7 @@
 #include "mlir/Conversion/ComplexToLLVM/ComplexToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
 #include "mlir/Conversion/FuncToLLVM/ConvertFuncToLLVM.h"
+#include "mlir/Conversion/GPUCommon/GPUToLLVM.h"
 #include "mlir/Conversion/GPUToNVVM/GPUToNVVM.h"
 #include "mlir/Conversion/IndexToLLVM/IndexToLLVM.h"
 #include "mlir/Conversion/MathToLLVM/MathToLLVM.h"
@@ -80,12 +81,15 @@ void mlir::mixer::registerAllDialects(DialectRegistry &registry) {
   registerConvertNVVMToLLVMInterface(registry);
   ub::registerConvertUBToLLVMInterface(registry);
   NVVM::registerConvertGpuToNVVMInterface(registry);
+  gpu::registerConvertGpuToLLVMInterface(registry);
 
   // gpu-module-to-binary needs the NVVM target model and LLVM IR translations
   // (missing ones crash a release build instead of diagnosing).
   NVVM::registerNVVMTargetInterfaceExternalModels(registry);
   registerBuiltinDialectTranslation(registry);
   registerGPUDialectTranslation(registry);
+  // gpu.binary + gpu.launch_func in host code -> embedded image + mgpu* calls.
+  gpu::registerOffloadingLLVMTranslationInterfaceExternalModels(registry);
   registerLLVMDialectTranslation(registry);
   registerNVVMDialectTranslation(registry);
 }
@@ -116,6 +120,7 @@ void mlir::mixer::registerAllPasses() {
   registerConvertIndexToLLVMPass();
   registerConvertFuncToLLVMPass();
   registerConvertControlFlowToLLVMPass();
+  registerGpuToLLVMConversionPass();
 
   mixer::registerMixerPipelines();
 }

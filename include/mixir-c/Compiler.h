@@ -33,9 +33,17 @@ typedef struct MixirModule MixirModule;
 MIXIR_EXPORT MixirModule *mixir_compile(const char *ir, size_t ir_len, const char *target,
                                         const char *options, char **error);
 
+/* Like mixir_compile, and host code that launches GPU kernels (option
+ * "host=1" of a CUDA target) resolves its mgpu* calls in `runtime_library`
+ * (the path of libmixir_runtime.so). */
+MIXIR_EXPORT MixirModule *mixir_compile_with_runtime(const char *ir, size_t ir_len,
+                                                     const char *target, const char *options,
+                                                     const char *runtime_library, char **error);
+
 MIXIR_EXPORT void mixir_module_destroy(MixirModule *module);
 
-/* CPU modules: the address of symbol `name` (e.g. "_mlir_ciface_scan"), or NULL. */
+/* Modules with host code (CPU, or GPU with "host=1"): the address of symbol
+ * `name` (e.g. "_mlir_ciface_scan"), or NULL. */
 MIXIR_EXPORT void *mixir_module_lookup(MixirModule *module, const char *name);
 
 /* GPU modules: the serialized binary (PTX text for format=isa, an ELF cubin for

@@ -6,6 +6,7 @@
 #include "mixir/Pipelines/Pipelines.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
@@ -111,6 +112,12 @@ extern "C" {
 
 MixirModule *mixir_compile(const char *ir, size_t ir_len, const char *target,
                            const char *options, char **error) {
+  return mixir_compile_with_runtime(ir, ir_len, target, options, nullptr, error);
+}
+
+MixirModule *mixir_compile_with_runtime(const char *ir, size_t ir_len, const char *target,
+                                        const char *options, const char *runtime_library,
+                                        char **error) {
   ensureRegistered();
   std::string messages;
   llvm::raw_string_ostream err(messages);
@@ -163,20 +170,35 @@ MixirModule *mixir_compile(const char *ir, size_t ir_len, const char *target,
     llvm::raw_string_ostream os(result->ir);
     module->print(os);
   }
-  if (cpu) {
+  if (!cpu && failed(extractGpuBinary(*module, targetName, *result, err)))
+    return fail();
+  // Host code left as LLVM dialect functions (always for "cpu"; for a GPU
+  // target with host=1, the code that computes launch geometry and arguments
+  // and calls the runtime) is JIT-compiled now.
+  bool hasHostCode = !module->getOps<LLVM::LLVMFuncOp>().empty();
+  if (hasHostCode) {
     ExecutionEngineOptions engineOptions;
     engineOptions.transformer = makeOptimizingTransformer(/*optLevel=*/3, /*sizeLevel=*/0,
                                                           /*targetMachine=*/nullptr);
+    SmallVector<StringRef, 1> libs;
+    if (runtime_library && *runtime_library)
+      libs.push_back(runtime_library);
+    else if (!cpu) {
+      err << "mixir: GPU host code needs the runtime library (libmixir_runtime.so)";
+      return fail();
+    }
+    engineOptions.sharedLibPaths = libs;
     auto engine = ExecutionEngine::create(*module, engineOptions);
     if (!engine) {
       err << "mixir: JIT failed: " << llvm::toString(engine.takeError());
       return fail();
     }
     result->engine = std::move(*engine);
-    result->metadata = R"({"target": "cpu", "format": "jit", "kernels": []})";
-  } else if (failed(extractGpuBinary(*module, targetName, *result, err))) {
-    return fail();
+    // Runs the global constructors (the GPU binary's registration).
+    result->engine->initialize();
   }
+  if (cpu)
+    result->metadata = R"({"target": "cpu", "format": "jit", "kernels": []})";
   return result.release();
 }
 

@@ -14,16 +14,20 @@
 
 using namespace mlir;
 
+std::string mlir::mixer::hostToLLVMPipeline(bool gpuLaunches) {
+  return std::string("arith-expand,convert-scf-to-cf,expand-strided-metadata,lower-affine,") +
+         (gpuLaunches ? "gpu-to-llvm," : "") +
+         "finalize-memref-to-llvm,convert-math-to-llvm,convert-complex-to-llvm,"
+         "convert-arith-to-llvm,convert-index-to-llvm,convert-func-to-llvm,"
+         "convert-cf-to-llvm,reconcile-unrealized-casts,canonicalize,cse";
+}
+
 void mlir::mixer::buildMixerToCPUPipeline(OpPassManager &pm,
                                           const MixerToCPUOptions &options) {
   std::string text = llvm::formatv(
       "one-shot-bufferize{{bufferize-function-boundaries=1},"
-      "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan),"
-      "arith-expand,convert-scf-to-cf,expand-strided-metadata,lower-affine,"
-      "finalize-memref-to-llvm,convert-math-to-llvm,convert-complex-to-llvm,"
-      "convert-arith-to-llvm,convert-index-to-llvm,convert-func-to-llvm,"
-      "convert-cf-to-llvm,reconcile-unrealized-casts,canonicalize,cse",
-      options.tileSize.getValue());
+      "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan),{1}",
+      options.tileSize.getValue(), hostToLLVMPipeline(/*gpuLaunches=*/false));
   if (failed(parsePassPipeline(text, pm, llvm::errs())))
     llvm::report_fatal_error("mixer-to-cpu: malformed built-in pipeline");
 }

@@ -4,7 +4,9 @@
 // blocks and threads, channels on threadIdx.x for coalescing) -> outlined
 // gpu.module -> NVVM -> gpu.binary (PTX or cubin).
 //
-// The host side keeps gpu.launch_func; the runtime computes the same grid.
+// The host side keeps gpu.launch_func, or with `host` is lowered to LLVM:
+// the launch geometry and the kernel arguments are then computed by generated
+// host code, which calls the mgpu* functions of libmixir_runtime.
 // libdevice is always linked through `toolkit`, otherwise exp/log would stay
 // unresolved `__nv_*` externs that fail only when the module is loaded.
 //
@@ -42,6 +44,8 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
       "gpu-module-to-binary{{format={4} toolkit={5}}",
       options.tileSize.getValue(), options.blockSize.getValue(), options.chip.getValue(),
       options.features.getValue(), options.format.getValue(), toolkit);
+  if (options.host)
+    text += "," + hostToLLVMPipeline(/*gpuLaunches=*/true);
   if (failed(parsePassPipeline(text, pm, llvm::errs())))
     llvm::report_fatal_error("mixer-to-nvvm: malformed built-in pipeline");
 }

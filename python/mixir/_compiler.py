@@ -39,9 +39,10 @@ def _library() -> ctypes.CDLL:
             f"mixir: the compiler library {path} is missing; build it with "
             "`bash scripts/setup.sh` (or set MIXIR_LIBRARY)")
     lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_LOCAL)
-    lib.mixir_compile.restype = ctypes.c_void_p
-    lib.mixir_compile.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
-                                  ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.mixir_compile_with_runtime.restype = ctypes.c_void_p
+    lib.mixir_compile_with_runtime.argtypes = [
+        ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_void_p)]
     lib.mixir_module_destroy.argtypes = [ctypes.c_void_p]
     lib.mixir_module_lookup.restype = ctypes.c_void_p
     lib.mixir_module_lookup.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
@@ -75,9 +76,7 @@ class CompiledModule:
         self.binary = ctypes.string_at(data, size) if size else b""
 
     def lookup(self, name: str) -> int:
-        """Address of a host symbol, e.g. "_mlir_ciface_scan" (CPU modules only)."""
-        if self.target != "cpu":
-            raise ValueError(f"lookup() needs a CPU module; this one targets {self.target}")
+        """Address of a host symbol, e.g. "_mlir_ciface_scan" (modules with host code)."""
         addr = _library().mixir_module_lookup(self._handle, name.encode())
         if not addr:
             raise KeyError(f"symbol {name!r} is not in the compiled module")
@@ -95,11 +94,14 @@ class CompiledModule:
             _lib.mixir_module_destroy(handle)
 
 
-def compile(ir: str, target: str = "cpu", options: str | None = None) -> CompiledModule:
+def compile(ir: str, target: str = "cpu", options: str | None = None,
+            runtime: str | None = None) -> CompiledModule:
     """Compiles `mixer` IR text for `target` ("cpu" or a CUDA chip such as "sm_90a").
 
     `options` are pipeline options (`mixer-to-cpu` / `mixer-to-nvvm`), e.g.
-    "tile-size=128" or "format=bin". Raises CompileError with MLIR's diagnostics.
+    "tile-size=128" or "format=bin". With "host=1" on a CUDA target the module
+    also holds host code that launches its kernels through `runtime` (the path of
+    libmixir_runtime.so). Raises CompileError with MLIR's diagnostics.
     """
     if not isinstance(ir, str):
         raise TypeError(f"mixir.compile: ir must be a str, got {type(ir).__name__}")
@@ -108,8 +110,9 @@ def compile(ir: str, target: str = "cpu", options: str | None = None) -> Compile
     lib = _library()
     err = ctypes.c_void_p()
     data = ir.encode()
-    handle = lib.mixir_compile(data, len(data), target.encode(),
-                               options.encode() if options else None, ctypes.byref(err))
+    handle = lib.mixir_compile_with_runtime(
+        data, len(data), target.encode(), options.encode() if options else None,
+        runtime.encode() if runtime else None, ctypes.byref(err))
     if not handle:
         message = ctypes.string_at(err).decode(errors="replace") if err else "unknown error"
         if err:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["scan_ref"]
+__all__ = ["scan_ref", "scan_ref_torch"]
 
 
 def _as_f64(x) -> np.ndarray:
@@ -87,3 +87,64 @@ def _jagged_forward(a, b, h0, block, k):
     for j in range(block):
         local = A[:, -1, j] * local + U[:, -1, j]
     return out.reshape(B, P, D), local
+
+
+def scan_ref_torch(a, b, initial_state=None, reverse=False, log_space=False, window=None):
+    """Differentiable float64 reference (torch), for gradient tests on short sequences.
+
+    Global: the sequential recurrence. Jagged: the closed form of spec 2.1, term by
+    term: y_t = sum_s (prod_{r in (s, t]} a_r) u_s over s from the start of the
+    previous block (k = 2) or of t's own block (k = 1), plus, in the first block
+    processed, (prod a) c_init. Reverse mirrors it with blocks kept at absolute
+    positions. O(T * block) autograd nodes: keep T small.
+    """
+    import torch
+    state = torch.complex128 if (a.is_complex() or b.is_complex()) else torch.float64
+    a, b = a.to(state), b.to(state)
+    if log_space:
+        a = a.exp()
+    B, T, D = b.shape
+    c0 = torch.zeros(B, D, dtype=state) if initial_state is None else initial_state.to(state)
+    order = list(range(T - 1, -1, -1)) if reverse else list(range(T))
+    if window is None or window == "global":
+        h, out = c0, []
+        for t in order:
+            h = a[:, t] * h + b[:, t]
+            out.append(h)
+        if reverse:
+            out = out[::-1]
+        return torch.stack(out, 1), h
+    _, block, k = window
+
+    def block_of(t):
+        return t // block
+
+    def span(t, start):  # sum over s between start and t (in processing order)
+        y = torch.zeros(B, D, dtype=state)
+        steps = range(start, t + 1) if not reverse else range(start, t - 1, -1)
+        for s in steps:
+            y = a[:, s] * y + b[:, s]
+        return y
+
+    first_block = block_of(order[0])
+    ys = []
+    for t in range(T):
+        beta = block_of(t)
+        if not reverse:
+            own = beta * block
+            start = own - block if (k == 2 and beta > 0) else own
+            y = span(t, start)
+            if k == 2 and beta == first_block:
+                y = y + torch.prod(a[:, :t + 1], 1) * c0
+        else:
+            own = min(T - 1, beta * block + block - 1)
+            nxt = min(T - 1, (beta + 2) * block - 1)
+            start = nxt if (k == 2 and beta != first_block) else own
+            y = span(t, start)
+            if k == 2 and beta == first_block:
+                y = y + torch.prod(a[:, t:], 1) * c0
+        ys.append(y)
+    final_t = order[-1]
+    final = span(final_t, block_of(final_t) * block if not reverse
+                 else min(T - 1, block_of(final_t) * block + block - 1))
+    return torch.stack(ys, 1), final

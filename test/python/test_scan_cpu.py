@@ -171,11 +171,11 @@ def test_streaming_continuation(window, split):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_tile_size_does_not_change_results(tile, reverse):
     """Tiles must hand the carry across every boundary (a dropped carry shows here)."""
-    from mixir.ops.scan import _CpuKernel, scan_ir
+    from mixir.ops.scan import _Kernel, scan_ir
     gen = torch.Generator().manual_seed(10)
     a, b, h0 = make_inputs(2, 1000, 3, torch.float64, False, gen)
     ir = scan_ir("f64", "f64", "f64", mixir.ops.jagged(k=2), reverse, False, True, True)
-    kernel = _CpuKernel(ir, 5, options=f"tile-size={tile}")
+    kernel = _Kernel(ir, 5, torch.device("cpu"), options=f"tile-size={tile}")
     h, hT = torch.empty_like(a), torch.empty(2, 3, dtype=torch.float64)
     kernel(a, b, h0, h, hT)
     ref, ref_final = scan_ref(a, b, h0, reverse=reverse, window=("jagged", 16, 2))

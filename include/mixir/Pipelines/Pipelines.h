@@ -39,11 +39,20 @@ struct MixerToNVVMOptions : public PassPipelineOptions<MixerToNVVMOptions> {
   PassOptions::Option<int64_t> blockSize{
       *this, "block-size", llvm::cl::desc("Threads per block (over channels)"),
       llvm::cl::init(128)};
+  PassOptions::Option<bool> host{
+      *this, "host",
+      llvm::cl::desc("Also lower the host side to LLVM: the launches become calls of the "
+                     "mgpu* runtime ABI (libmixir_runtime) and the binary is embedded"),
+      llvm::cl::init(false)};
 };
 
 void buildMixerToCPUPipeline(OpPassManager &pm, const MixerToCPUOptions &options);
 void buildMixerToNVVMPipeline(OpPassManager &pm, const MixerToNVVMOptions &options);
 void registerMixerPipelines();
+
+/// The passes that take host code (func/scf/memref/arith/math/complex, and
+/// with `gpuLaunches` the gpu.launch_func ops) to the LLVM dialect.
+std::string hostToLLVMPipeline(bool gpuLaunches);
 
 /// The CUDA toolkit root used when no `toolkit` option is given.
 std::string defaultCudaToolkitPath();

@@ -118,28 +118,79 @@ def _descriptor(t: torch.Tensor):
     return d
 
 
-class _CpuKernel:
-    """A compiled CPU specialisation, called with torch tensors (strided descriptors)."""
+class _Kernel:
+    """One compiled specialisation, called with torch tensors (strided descriptors).
 
-    def __init__(self, ir: str, nargs: int, options: Optional[str] = None):
+    CPU: the JIT'd host code is the scan. CUDA: the JIT'd host code computes the
+    launch and calls libmixir_runtime, which launches on the current torch stream.
+    """
+
+    def __init__(self, ir: str, nargs: int, device: torch.device, options: Optional[str] = None):
         self.ir = ir
-        self.module = _compile(ir, "cpu", options)
+        self.device = device
+        if device.type == "cuda":
+            from .. import _runtime
+            major, minor = torch.cuda.get_device_capability(device)
+            # Hopper's arch-specific features need the "a" target (as Triton does).
+            chip = f"sm_{major}{minor}" + ("a" if major == 9 else "")
+            opts = "host=1" + (f" {options}" if options else "")
+            self.module = _compile(ir, chip, opts, runtime=_runtime.library_path())
+            self._runtime = _runtime
+        elif device.type == "cpu":
+            self.module = _compile(ir, "cpu", options)
+        else:
+            raise NotImplementedError(f"mixir: no code generation for device {device}")
         proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs))
         self.fn = proto(self.module.lookup("_mlir_ciface_scan"))
 
     def __call__(self, *tensors: torch.Tensor):
         descs = [_descriptor(t) for t in tensors]
-        self.fn(*[ctypes.addressof(d) for d in descs])
+        ptrs = [ctypes.addressof(d) for d in descs]
+        if self.device.type != "cuda":
+            self.fn(*ptrs)
+            return
+        rt = self._runtime
+        with torch.cuda.device(self.device):
+            rt.set_stream(torch.cuda.current_stream(self.device).cuda_stream)
+            self.fn(*ptrs)
+        err = rt.take_error()
+        if err:
+            raise RuntimeError(f"mixir: {err}")
 
 
 _kernels: dict = {}
 
 
-def _kernel(key, ir: str, nargs: int) -> _CpuKernel:
+def _kernel(key, ir: str, nargs: int, device: torch.device) -> _Kernel:
     k = _kernels.get(key)
     if k is None:
-        k = _kernels[key] = _CpuKernel(ir, nargs)
+        k = _kernels[key] = _Kernel(ir, nargs, device)
     return k
+
+
+def _run_scan(a, b, initial_state, reverse, log_space, w: Window):
+    """Allocates h and the final state and runs the compiled specialisation."""
+    state_dtype = _state_dtype(a.dtype, b.dtype)
+    B, T, D = b.shape
+    h = torch.empty((B, T, D), dtype=state_dtype, device=b.device)
+    final = torch.empty((B, D), dtype=state_dtype, device=b.device)
+    if T == 0 or B == 0 or D == 0:
+        final.copy_(initial_state if (initial_state is not None and w.kind == "global")
+                    else torch.zeros_like(final))
+        return h, final
+    has_init = initial_state is not None
+    device = b.device
+    key = (device, a.dtype, b.dtype, w, reverse, log_space, has_init)
+    kernel = _kernels.get(key)
+    if kernel is None:
+        ir = scan_ir(_ELEMENT[a.dtype], _ELEMENT[b.dtype], _ELEMENT[state_dtype], w, reverse,
+                     log_space, has_init, True)
+        kernel = _kernel(key, ir, 5 if has_init else 4, device)
+    if has_init:
+        kernel(a, b, initial_state, h, final)
+    else:
+        kernel(a, b, h, final)
+    return h, final
 
 
 def _check_tensor(name: str, x, rank: int, what: str):
@@ -152,6 +203,126 @@ def _check_tensor(name: str, x, rank: int, what: str):
                         + ", ".join(str(d) for d in _ELEMENT))
 
 
+# ---------------------------------------------------------------------------
+# The registered op: torch.ops.mixir.scan (CPU and CUDA kernels, fake kernel,
+# autograd). A window is passed as (block, k); (0, 0) is the global window.
+# ---------------------------------------------------------------------------
+
+def _window_of(block: int, k: int) -> Window:
+    return Window() if block == 0 else Window("jagged", block, k)
+
+
+@torch.library.custom_op("mixir::scan", mutates_args=(), device_types=("cpu", "cuda"))
+def _scan_op(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor],
+             reverse: bool, log_space: bool, block: int, k: int
+             ) -> Tuple[torch.Tensor, torch.Tensor]:
+    return _run_scan(a, b, initial_state, reverse, log_space, _window_of(block, k))
+
+
+@_scan_op.register_fake
+def _scan_fake(a, b, initial_state, reverse, log_space, block, k):
+    state_dtype = _state_dtype(a.dtype, b.dtype)
+    B, T, D = b.shape
+    return b.new_empty((B, T, D), dtype=state_dtype), b.new_empty((B, D), dtype=state_dtype)
+
+
+def _setup_context(ctx, inputs, output):
+    a, b, initial_state, reverse, log_space, block, k = inputs
+    ctx.flags = (reverse, log_space, block, k)
+    ctx.has_init = initial_state is not None
+    ctx.dtypes = (a.dtype, b.dtype, None if initial_state is None else initial_state.dtype)
+    ctx.save_for_backward(a, b, initial_state, output[0])
+
+
+def _shift_gates(gates: torch.Tensor, toward_start: bool) -> torch.Tensor:
+    """g'_t = g_{t+1} (toward_start) or g_{t-1}, with a gate of 1 at the open end."""
+    one = torch.ones_like(gates[:, :1])
+    if toward_start:
+        return torch.cat([gates[:, 1:], one], 1)
+    return torch.cat([one, gates[:, :-1]], 1)
+
+
+def _neighbour(x: torch.Tensor, fill: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """x_{t-1} (x_{t+1} when reverse), with `fill` ([B, D]) at the first step processed."""
+    if reverse:
+        return torch.cat([x[:, 1:], fill[:, None]], 1)
+    return torch.cat([fill[:, None], x[:, :-1]], 1)
+
+
+def _backward(ctx, grad_h, grad_final):
+    """The adjoint of h_t = a_t h_{t-1} + b_t is the same recurrence run the other way
+    on the output gradient, with gates shifted by one step:
+        lam_t = g_t + conj(a_{t+1}) lam_{t+1},  db = lam,  da_t = lam_t conj(h_{t-1}).
+    For a jagged window the adjoint is again a jagged scan (blocks at the same absolute
+    positions): its carry path is the adjoint of the forward carry (spec 2.4). Every scan
+    here is the compiled op itself."""
+    a, b, h0, h = ctx.saved_tensors
+    reverse, log_space, block, k = ctx.flags
+    w = _window_of(block, k)
+    state = h.dtype
+    B, T, D = h.shape
+    if grad_h is None:
+        grad_h = torch.zeros_like(h)
+    if grad_final is None:
+        grad_final = torch.zeros((B, D), dtype=state, device=h.device)
+    grad_h, grad_final = grad_h.to(state), grad_final.to(state)
+    gates = a.to(state)
+    if log_space:
+        gates = gates.exp()
+    cg = gates.conj() if gates.is_complex() else gates
+    shifted = _shift_gates(cg, toward_start=not reverse)
+    first = T - 1 if reverse else 0          # first step in processing order
+    last = 0 if reverse else T - 1
+    zero = torch.zeros((B, D), dtype=state, device=h.device)
+    init = h0.to(state) if h0 is not None else zero
+    conj = (lambda x: x.conj()) if gates.is_complex() else (lambda x: x)
+
+    if w.kind == "global":
+        lam, _ = _scan_op(shifted, grad_h, grad_final, not reverse, False, 0, 0)
+        grad_b = lam
+        grad_a = lam * conj(_neighbour(h, init, reverse))
+        grad_init = cg[:, first] * lam[:, first]
+    else:
+        # rho: adjoint of the in-block recurrence (k = 1 reverse scan); with k = 2
+        # lam = rho + sigma, sigma the adjoint of the zero-initialised local state
+        # that becomes the next block's carry (and, for the last block, the final state).
+        local, _ = _scan_op(a, b, None, reverse, log_space, block, 1)
+        offset = torch.arange(T, device=h.device) % block
+        starts = offset == (block - 1) if reverse else offset == 0
+        if reverse:
+            starts[T - 1] = True
+        starts = starts[None, :, None]
+        local_prev = torch.where(starts, 0, _neighbour(local, zero, reverse))
+        if k == 1:
+            g = grad_h.clone()
+            g[:, last] += grad_final
+            lam, _ = _scan_op(shifted, g, None, not reverse, False, block, 1)
+            grad_b, grad_a = lam, lam * conj(local_prev)
+            grad_init = None
+        else:
+            lam, _ = _scan_op(shifted, grad_h, grad_final, not reverse, False, block, 2)
+            rho, _ = _scan_op(shifted, grad_h, None, not reverse, False, block, 1)
+            sigma = lam - rho
+            # State before step t of the block's true recurrence: y_{t-1} inside the
+            # block, the carry (the neighbour's local state, or c_init) at its start.
+            y_prev = torch.where(starts, _neighbour(local, init, reverse), _neighbour(h, init, reverse))
+            grad_b = lam
+            grad_a = rho * conj(y_prev) + sigma * conj(local_prev)
+            grad_init = cg[:, first] * rho[:, first]
+    if log_space:
+        grad_a = grad_a * cg
+    a_dtype, b_dtype, init_dtype = ctx.dtypes
+    if not a_dtype.is_complex and grad_a.is_complex():
+        grad_a = grad_a.real
+    if not b_dtype.is_complex and grad_b.is_complex():
+        grad_b = grad_b.real
+    grad_init = None if (grad_init is None or not ctx.has_init) else grad_init.to(init_dtype)
+    return grad_a.to(a_dtype), grad_b.to(b_dtype), grad_init, None, None, None, None
+
+
+_scan_op.register_autograd(_backward, setup_context=_setup_context)
+
+
 def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor] = None,
          reverse: bool = False, log_space: bool = False, window=None,
          output_final_state: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -160,11 +331,11 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
         h_t = a_t * h_{t-1} + b_t          (reverse: h_t = a_t * h_{t+1} + b_t)
 
     a: gates [B, T, D] (log a_t if log_space); b: inputs [B, T, D]; real or complex,
-    float16/bfloat16/float32/float64. The state (and h) is float32 for 16/32-bit
-    inputs, float64 for 64-bit ones, complex if any input is complex.
+    float16/bfloat16/float32/float64, any strides, CPU or CUDA. The state (and h) is
+    float32 for 16/32-bit inputs, float64 for 64-bit ones, complex if any input is.
     initial_state: [B, D]. window: None (global) or mixir.ops.jagged(block=16, k=1|2),
     the sliding window recurrence (initial_state is the first block's carry).
-    Returns (h [B, T, D], final_state [B, D] or None).
+    Differentiable in a, b and initial_state. Returns (h [B, T, D], final_state [B, D] or None).
     """
     w = _window(window)
     _check_tensor("a", a, 3, "[batch, time, channels]")
@@ -172,15 +343,15 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
     if a.shape != b.shape:
         raise ValueError(f"mixir.ops.scan: a and b must have the same shape, got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
-    for name, x in (("a", a), ("b", b), ("initial_state", initial_state)):
-        if x is not None and x.device.type != "cpu":
-            raise NotImplementedError(
-                f"mixir.ops.scan: {name} is on {x.device}; this build runs the compiled CPU "
-                "code only (the CUDA runtime is not part of it yet)")
-    if torch.is_grad_enabled() and any(x is not None and x.requires_grad
-                                       for x in (a, b, initial_state)):
-        raise NotImplementedError("mixir.ops.scan: gradients are not implemented yet; call it "
-                                  "under torch.no_grad() or detach the inputs")
+    named = [(n, x) for n, x in (("a", a), ("b", b), ("initial_state", initial_state))
+             if x is not None]
+    for name, x in named:
+        if x.device.type not in ("cpu", "cuda", "meta"):
+            raise NotImplementedError(f"mixir.ops.scan: {name} is on {x.device}; supported "
+                                      "devices are cpu and cuda (and meta for shapes)")
+    for name, x in named:
+        if x.device != b.device:
+            raise ValueError(f"mixir.ops.scan: {name} is on {x.device} but b is on {b.device}")
     if w.kind == "jagged" and w.k == 1 and initial_state is not None:
         raise ValueError("mixir.ops.scan: a jagged window with k=1 has no carry, so "
                          "initial_state would be ignored; pass k=2 or no initial_state")
@@ -194,21 +365,6 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
         if initial_state.is_complex() and not state_dtype.is_complex:
             raise TypeError("mixir.ops.scan: initial_state is complex but a and b are real")
         initial_state = initial_state.to(state_dtype)
-
-    h = torch.empty((B, T, D), dtype=state_dtype)
-    final = torch.empty((B, D), dtype=state_dtype) if output_final_state else None
-    if T == 0 or B == 0 or D == 0:
-        if final is not None:
-            final.copy_(initial_state if (initial_state is not None and w.kind == "global")
-                        else torch.zeros_like(final))
-        return h, final
-
-    key = (a.dtype, b.dtype, w, bool(reverse), bool(log_space), initial_state is not None,
-           output_final_state)
-    ir = scan_ir(_ELEMENT[a.dtype], _ELEMENT[b.dtype], _ELEMENT[state_dtype], w, bool(reverse),
-                 bool(log_space), initial_state is not None, output_final_state)
-    operands = [a, b] + ([initial_state] if initial_state is not None else []) + [h] + \
-        ([final] if final is not None else [])
-    kernel = _kernel(key, ir, len(operands))
-    kernel(*operands)
-    return h, final
+    h, final = torch.ops.mixir.scan(a, b, initial_state, bool(reverse), bool(log_space),
+                                    w.block, w.k)
+    return h, (final if output_final_state else None)
