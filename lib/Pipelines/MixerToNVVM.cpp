@@ -1,7 +1,8 @@
 //===- MixerToNVVM.cpp - the mixer-to-nvvm pipeline -----------------------===//
 //
 // mixer IR -> tiled scf loops -> gpu.launch (tiles' scf.parallel mapped to
-// blocks and threads, channels on threadIdx.x for coalescing) -> outlined
+// blocks and threads: channels on threadIdx.x for coalescing; with few channels,
+// batch rows (block-y) or time tiles (block-z) fill the rest of the block) -> outlined
 // gpu.module -> NVVM -> gpu.binary (PTX or cubin).
 //
 // The host side keeps gpu.launch_func, or with `host` is lowered to LLVM:
@@ -35,7 +36,7 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
   std::string text = llvm::formatv(
       "one-shot-bufferize{{bufferize-function-boundaries=1},"
       "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan,"
-      "scf-parallel-loop-tiling{{parallel-loop-tile-sizes={1} no-min-max-bounds=1},"
+      "scf-parallel-loop-tiling{{parallel-loop-tile-sizes={1},{6},{7} no-min-max-bounds=1},"
       "gpu-map-parallel-loops,convert-parallel-loops-to-gpu,canonicalize,cse),"
       "gpu-kernel-outlining,"
       "nvvm-attach-target{{chip={2} features={3} O=3},"
@@ -43,7 +44,8 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
       "convert-gpu-to-nvvm,canonicalize,cse,reconcile-unrealized-casts),"
       "gpu-module-to-binary{{format={4} toolkit={5}}",
       options.tileSize.getValue(), options.blockSize.getValue(), options.chip.getValue(),
-      options.features.getValue(), options.format.getValue(), toolkit);
+      options.features.getValue(), options.format.getValue(), toolkit,
+      options.blockY.getValue(), options.blockZ.getValue());
   if (options.host)
     text += "," + hostToLLVMPipeline(/*gpuLaunches=*/true);
   if (failed(parsePassPipeline(text, pm, llvm::errs())))

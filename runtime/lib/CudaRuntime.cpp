@@ -62,27 +62,25 @@ const Driver *driver() {
                     (why ? why : "");
       return false;
     }
-    bool all = true;
+    std::string missing;
     auto get = [&](auto &fn, const char *name) {
       fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
-      all &= fn != nullptr;
+      if (!fn && missing.empty())
+        missing = name;
     };
     get(d.cuInit, "cuInit");
     get(d.cuCtxGetCurrent, "cuCtxGetCurrent");
     get(d.cuCtxSetCurrent, "cuCtxSetCurrent");
     get(d.cuCtxGetDevice, "cuCtxGetDevice");
     get(d.cuDeviceGet, "cuDeviceGet");
-    get(d.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain_v2");
-    if (!d.cuDevicePrimaryCtxRetain)
-      get(d.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
+    get(d.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
     get(d.cuModuleLoadData, "cuModuleLoadData");
     get(d.cuModuleGetFunction, "cuModuleGetFunction");
     get(d.cuFuncSetAttribute, "cuFuncSetAttribute");
     get(d.cuLaunchKernel, "cuLaunchKernel");
     get(d.cuGetErrorName, "cuGetErrorName");
-    all = all && d.cuDevicePrimaryCtxRetain;
-    if (!all) {
-      d.loadError = "libcuda.so.1 lacks a driver API function mixir needs";
+    if (!missing.empty()) {
+      d.loadError = "libcuda.so.1 lacks the driver API function " + missing;
       return false;
     }
     if (CUresult r = d.cuInit(0); r != CUDA_SUCCESS) {

@@ -198,3 +198,40 @@ def test_empty_sequence():
     h0 = torch.randn(2, 3)
     h, hT = mixir.ops.scan(a, a, h0, output_final_state=True)
     assert h.shape == (2, 0, 3) and torch.equal(hT, h0)
+
+
+@pytest.mark.parametrize("window", ["global", "jagged1", "jagged2"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_varlen_equals_separate_sequences(window, reverse):
+    """cu_seqlens: one packed call equals scanning every sequence on its own."""
+    w = WINDOWS[window]
+    jag = w is not None
+    lens = [32, 0, 48, 16, 80] if jag else [5, 0, 17, 1, 33]
+    cu = torch.tensor([0] + list(itertools.accumulate(lens)), dtype=torch.int32)
+    gen = torch.Generator().manual_seed(11)
+    a, b, _ = make_inputs(1, int(cu[-1]), 3, torch.float64, False, gen)
+    h0 = None if jag else torch.randn(len(lens), 3, dtype=torch.float64, generator=gen)
+    h, hT = mixir.ops.scan(a, b, h0, reverse=reverse, window=w, output_final_state=True,
+                           cu_seqlens=cu)
+    for i, (s, e) in enumerate(zip(cu[:-1].tolist(), cu[1:].tolist())):
+        init = None if h0 is None else h0[i:i + 1]
+        if e > s:
+            ref, ref_final = scan_ref(a[:, s:e], b[:, s:e], init, reverse=reverse,
+                                      window=window_ref(w))
+            assert rel_err(h[:, s:e], ref) <= 1e-12
+            expect = torch.from_numpy(ref_final)[0]
+        else:  # an empty sequence keeps its initial state
+            expect = h0[i] if h0 is not None else torch.zeros(3, dtype=torch.float64)
+        assert torch.allclose(hT[i], expect, rtol=1e-12, atol=1e-14)
+
+
+def test_varlen_errors():
+    a = torch.rand(1, 40, 2)
+    with pytest.raises(ValueError, match="batch must be 1"):
+        mixir.ops.scan(torch.rand(2, 40, 2), torch.rand(2, 40, 2), cu_seqlens=torch.tensor([0, 40]))
+    with pytest.raises(ValueError, match="end at T = 40"):
+        mixir.ops.scan(a, a, cu_seqlens=torch.tensor([0, 10, 30]))
+    with pytest.raises(NotImplementedError, match="start on a multiple of the block"):
+        mixir.ops.scan(a, a, window=mixir.ops.jagged(), cu_seqlens=torch.tensor([0, 10, 40]))
+    with pytest.raises(ValueError, match=r"one per sequence"):
+        mixir.ops.scan(a, a, torch.zeros(1, 2), cu_seqlens=torch.tensor([0, 10, 40]))

@@ -39,6 +39,14 @@ struct MixerToNVVMOptions : public PassPipelineOptions<MixerToNVVMOptions> {
   PassOptions::Option<int64_t> blockSize{
       *this, "block-size", llvm::cl::desc("Threads per block (over channels)"),
       llvm::cl::init(128)};
+  PassOptions::Option<int64_t> blockY{
+      *this, "block-y",
+      llvm::cl::desc("Threads per block over batch rows (for narrow channel counts)"),
+      llvm::cl::init(1)};
+  PassOptions::Option<int64_t> blockZ{
+      *this, "block-z",
+      llvm::cl::desc("Threads per block over time tiles (jagged windows, narrow channels)"),
+      llvm::cl::init(1)};
   PassOptions::Option<bool> host{
       *this, "host",
       llvm::cl::desc("Also lower the host side to LLVM: the launches become calls of the "

@@ -161,11 +161,26 @@ class _Kernel:
 _kernels: dict = {}
 
 
-def _kernel(key, ir: str, nargs: int, device: torch.device) -> _Kernel:
+def _kernel(key, ir: str, nargs: int, device: torch.device, options=None) -> _Kernel:
     k = _kernels.get(key)
     if k is None:
-        k = _kernels[key] = _Kernel(ir, nargs, device)
+        k = _kernels[key] = _Kernel(ir, nargs, device, options)
     return k
+
+
+def gpu_config(channels: int, w: Window) -> str:
+    """Thread-block shape for `channels` (strategy; the pipeline is the mechanism).
+
+    Channels go on threadIdx.x (coalesced). Below 128 channels the rest of a
+    128-thread block is filled with time tiles (jagged: independent) or batch
+    rows (global), so narrow layouts such as 16 channels per head stay busy."""
+    x = 128
+    while x > 16 and x // 2 >= channels:
+        x //= 2
+    rest = 128 // x
+    if rest == 1:
+        return "block-size=128"
+    return f"block-size={x} " + (f"block-z={rest}" if w.kind == "jagged" else f"block-y={rest}")
 
 
 def _run_scan(a, b, initial_state, reverse, log_space, w: Window):
@@ -180,12 +195,13 @@ def _run_scan(a, b, initial_state, reverse, log_space, w: Window):
         return h, final
     has_init = initial_state is not None
     device = b.device
-    key = (device, a.dtype, b.dtype, w, reverse, log_space, has_init)
+    config = gpu_config(D, w) if device.type == "cuda" else None
+    key = (device, a.dtype, b.dtype, w, reverse, log_space, has_init, config)
     kernel = _kernels.get(key)
     if kernel is None:
         ir = scan_ir(_ELEMENT[a.dtype], _ELEMENT[b.dtype], _ELEMENT[state_dtype], w, reverse,
                      log_space, has_init, True)
-        kernel = _kernel(key, ir, 5 if has_init else 4, device)
+        kernel = _kernel(key, ir, 5 if has_init else 4, device, config)
     if has_init:
         kernel(a, b, initial_state, h, final)
     else:
@@ -325,7 +341,8 @@ _scan_op.register_autograd(_backward, setup_context=_setup_context)
 
 def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor] = None,
          reverse: bool = False, log_space: bool = False, window=None,
-         output_final_state: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+         output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None
+         ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Diagonal linear recurrence along time, layout [B, T, D] (time second, like fla).
 
         h_t = a_t * h_{t-1} + b_t          (reverse: h_t = a_t * h_{t+1} + b_t)
@@ -335,6 +352,9 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
     float32 for 16/32-bit inputs, float64 for 64-bit ones, complex if any input is.
     initial_state: [B, D]. window: None (global) or mixir.ops.jagged(block=16, k=1|2),
     the sliding window recurrence (initial_state is the first block's carry).
+    cu_seqlens: int tensor [N + 1] of packed sequence boundaries (batch must be 1, like
+    fla); initial_state and final_state are then [N, D], one per sequence. Jagged windows
+    need every sequence to start on a block boundary (blocks are per-sequence aligned).
     Differentiable in a, b and initial_state. Returns (h [B, T, D], final_state [B, D] or None).
     """
     w = _window(window)
@@ -355,6 +375,9 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
     if w.kind == "jagged" and w.k == 1 and initial_state is not None:
         raise ValueError("mixir.ops.scan: a jagged window with k=1 has no carry, so "
                          "initial_state would be ignored; pass k=2 or no initial_state")
+    if cu_seqlens is not None:
+        return _scan_varlen(a, b, initial_state, bool(reverse), bool(log_space), w,
+                            output_final_state, cu_seqlens)
     state_dtype = _state_dtype(a.dtype, b.dtype)
     B, T, D = b.shape
     if initial_state is not None:
@@ -368,3 +391,64 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
     h, final = torch.ops.mixir.scan(a, b, initial_state, bool(reverse), bool(log_space),
                                     w.block, w.k)
     return h, (final if output_final_state else None)
+
+
+def _scan_varlen(a, b, initial_state, reverse, log_space, w, output_final_state, cu_seqlens):
+    """Packed sequences: the recurrence is cut exactly at every sequence boundary by a
+    zero gate at each sequence's first step (processing order); an initial state enters
+    through that step's input (h = a h0 + b), so one launch covers every sequence."""
+    B, T, D = b.shape
+    if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dim() != 1 or \
+            cu_seqlens.dtype not in (torch.int32, torch.int64) or cu_seqlens.numel() < 2:
+        raise ValueError("mixir.ops.scan: cu_seqlens must be a 1-D int32/int64 tensor [N + 1]")
+    if B != 1:
+        raise ValueError(f"mixir.ops.scan: with cu_seqlens the batch must be 1 (packed "
+                         f"sequences), got batch {B}")
+    cu = [int(v) for v in cu_seqlens.tolist()]
+    N = len(cu) - 1
+    if cu[0] != 0 or cu[-1] != T or any(x > y for x, y in zip(cu, cu[1:])):
+        raise ValueError(f"mixir.ops.scan: cu_seqlens must start at 0, end at T = {T} and be "
+                         f"non-decreasing, got {cu[:4]}{'...' if len(cu) > 4 else ''}")
+    if w.kind == "jagged":
+        bad = [x for x in cu[:-1] if x % w.block]
+        if bad:
+            raise NotImplementedError(
+                f"mixir.ops.scan: a jagged window with cu_seqlens needs every sequence to start on "
+                f"a multiple of the block ({w.block}); sequence start {bad[0]} does not")
+        if initial_state is not None:
+            raise NotImplementedError("mixir.ops.scan: jagged windows with cu_seqlens take no "
+                                      "initial_state yet")
+    state_dtype = _state_dtype(a.dtype, b.dtype)
+    if initial_state is not None:
+        _check_tensor("initial_state", initial_state, 2, f"[num_sequences, channels] = {[N, D]}")
+        if tuple(initial_state.shape) != (N, D):
+            raise ValueError(f"mixir.ops.scan: with cu_seqlens initial_state must have shape "
+                             f"{(N, D)} (one per sequence), got {tuple(initial_state.shape)}")
+        initial_state = initial_state.to(state_dtype)
+    nonempty = [i for i in range(N) if cu[i + 1] > cu[i]]
+    first = torch.tensor([cu[i + 1] - 1 if reverse else cu[i] for i in nonempty],
+                         dtype=torch.long, device=b.device)
+    last = torch.tensor([cu[i] if reverse else cu[i + 1] - 1 for i in nonempty],
+                        dtype=torch.long, device=b.device)
+    cut = a.clone()
+    cut[0, first] = float("-inf") if log_space else 0.0
+    inputs = b
+    if initial_state is not None and len(nonempty):
+        gate = a[0, first].to(state_dtype)
+        gate = gate.exp() if log_space else gate
+        inputs = b.to(state_dtype if not b.dtype.is_complex or state_dtype.is_complex else b.dtype)
+        inputs = inputs.clone()
+        inputs[0, first] = inputs[0, first] + gate * initial_state[nonempty]
+    h, _ = torch.ops.mixir.scan(cut, inputs, None, reverse, log_space, w.block, w.k)
+    if not output_final_state:
+        return h, None
+    final = (initial_state.clone() if (initial_state is not None and w.kind == "global")
+             else torch.zeros((N, D), dtype=h.dtype, device=h.device))
+    if len(nonempty):
+        if w.kind == "jagged":
+            # The jagged final state is the local (zero-initialised) state: k = 1.
+            local, _ = torch.ops.mixir.scan(cut, inputs, None, reverse, log_space, w.block, 1)
+            final[nonempty] = local[0, last]
+        else:
+            final[nonempty] = h[0, last]
+    return h, final

@@ -1,0 +1,188 @@
+"""mixir.ops.scan on a CUDA GPU: the compiled PTX against the float64 oracle.
+
+Skipped with a reason on a host without a GPU (conftest.py). Tolerances as on the
+CPU: 1e-5 relative for 32-bit states, 1e-12 for 64-bit; outputs are allocated
+uninitialised, so an unwritten element fails.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import mixir
+from mixir import _runtime
+from mixir.reference import scan_ref, scan_ref_torch
+
+pytestmark = pytest.mark.gpu
+
+TOL = {torch.float32: 1e-5, torch.complex64: 1e-5, torch.float64: 1e-12, torch.complex128: 1e-12}
+WINDOWS = {"global": None, "jagged1": mixir.ops.jagged(k=1), "jagged2": mixir.ops.jagged(k=2)}
+
+
+def wref(w):
+    return None if w is None else ("jagged", w.block, w.k)
+
+
+def rel_err(x, ref):
+    ref = torch.from_numpy(np.ascontiguousarray(ref))
+    x = x.cpu().to(ref.dtype)
+    assert torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).all(), "non-finite"
+    return float(torch.linalg.vector_norm(x - ref) / torch.linalg.vector_norm(ref))
+
+
+def make(B, T, D, dtype, log_space, seed, device="cuda"):
+    g = torch.Generator().manual_seed(seed)
+    mag = torch.sigmoid(torch.randn(B, T, D, dtype=torch.float64, generator=g))
+    if dtype.is_complex:
+        ph = torch.randn(B, T, D, dtype=torch.float64, generator=g)
+        a = torch.complex(mag.log(), ph) if log_space else torch.polar(mag, ph)
+        b = torch.randn(B, T, D, dtype=torch.complex128, generator=g)
+        h0 = torch.randn(B, D, dtype=torch.complex128, generator=g)
+    else:
+        a = mag.log() if log_space else mag
+        b = torch.randn(B, T, D, dtype=torch.float64, generator=g)
+        h0 = torch.randn(B, D, dtype=torch.float64, generator=g)
+    return a.to(dtype).to(device), b.to(dtype).to(device), h0.to(dtype).to(device)
+
+
+def check(a, b, h0, w, reverse, log_space, tol):
+    h, hT = mixir.ops.scan(a, b, h0, reverse=reverse, log_space=log_space, window=w,
+                           output_final_state=True)
+    assert h.is_cuda and hT.is_cuda
+    ref, ref_final = scan_ref(a.cpu(), b.cpu(), None if h0 is None else h0.cpu(),
+                              reverse=reverse, log_space=log_space, window=wref(w))
+    assert rel_err(h, ref) <= tol, rel_err(h, ref)
+    assert rel_err(hT, ref_final) <= tol
+
+
+CASES = [c for c in itertools.product(
+    [1, 15, 16, 17, 4099], [torch.float32, torch.float64, torch.complex64],
+    WINDOWS, [False, True], [False, True], [False, True]) if not (c[2] == "jagged1" and c[5])]
+
+
+@pytest.mark.parametrize("T,dtype,window,reverse,log_space,with_init", CASES)
+def test_matches_oracle(T, dtype, window, reverse, log_space, with_init):
+    w = WINDOWS[window]
+    a, b, h0 = make(2, T, 3, dtype, log_space, T + 7 * reverse)
+    check(a, b, h0 if with_init else None, w, reverse, log_space, TOL[dtype])
+
+
+@pytest.mark.parametrize("D", [1, 16, 17, 64, 128, 300])
+@pytest.mark.parametrize("window", list(WINDOWS))
+def test_block_shapes_for_every_width(D, window):
+    """The thread-block shape changes with the channel count; every width is covered."""
+    w = WINDOWS[window]
+    a, b, h0 = make(3, 1000, D, torch.float32, False, D)
+    check(a, b, None if (w is not None and w.k == 1) else h0, w, False, False, 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("window", ["global", "jagged2"])
+def test_half_inputs_fp32_state(dtype, window):
+    a, b, h0 = make(2, 3000, 64, torch.float32, False, 3)
+    a, b = a.to(dtype), b.to(dtype)
+    h, hT = mixir.ops.scan(a, b, h0, window=WINDOWS[window], output_final_state=True)
+    assert h.dtype == torch.float32
+    ref, rf = scan_ref(a.cpu(), b.cpu(), h0.cpu(), window=wref(WINDOWS[window]))
+    assert rel_err(h, ref) <= 1e-5 and rel_err(hT, rf) <= 1e-5
+
+
+def test_non_contiguous():
+    a, b, h0 = make(3, 500, 32, torch.float32, False, 5)
+    a_tl = a.transpose(1, 2).contiguous().transpose(1, 2)
+    b_sl = torch.randn(3, 1000, 64, device="cuda")[:, ::2, ::2]
+    shared = torch.sigmoid(torch.randn(3, 500, 1, device="cuda")).expand(3, 500, 32)
+    for aa, bb in [(a_tl, b), (a, b_sl), (shared, b_sl)]:
+        for w in WINDOWS.values():
+            check(aa, bb, None if (w is not None and w.k == 1) else h0, w, False, False, 1e-5)
+
+
+@pytest.mark.parametrize("window", ["global", "jagged2"])
+def test_million_steps(window):
+    T = 1 << 20
+    a, b, h0 = make(1, T, 8, torch.float32, False, 20)
+    check(a, b, h0, WINDOWS[window], False, False, 1e-5)
+
+
+def test_many_sequences_and_long_channels():
+    """A grid with many time tiles (z) and batch rows (y): 64 x 4096 x 2048 channels."""
+    a, b, _ = make(64, 512, 2048, torch.float32, False, 21)
+    check(a, b, None, WINDOWS["jagged2"], True, False, 1e-5)
+
+
+@pytest.mark.parametrize("window", list(WINDOWS))
+def test_varlen(window):
+    w = WINDOWS[window]
+    lens = [32, 0, 48, 16, 4096] if w is not None else [5, 0, 17, 1, 3000]
+    cu = torch.tensor([0] + list(itertools.accumulate(lens)), dtype=torch.int32, device="cuda")
+    a, b, _ = make(1, int(cu[-1]), 8, torch.float32, False, 22)
+    h0 = None if w is not None else torch.randn(len(lens), 8, device="cuda")
+    h, hT = mixir.ops.scan(a, b, h0, window=w, output_final_state=True, cu_seqlens=cu)
+    for i, (s, e) in enumerate(zip(cu[:-1].tolist(), cu[1:].tolist())):
+        if e == s:
+            continue
+        ref, rf = scan_ref(a[:, s:e].cpu(), b[:, s:e].cpu(),
+                           None if h0 is None else h0[i:i + 1].cpu(), window=wref(w))
+        assert rel_err(h[:, s:e], ref) <= 1e-5 and rel_err(hT[i:i + 1], rf) <= 1e-5
+
+
+@pytest.mark.parametrize("window", list(WINDOWS))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_gradients_against_float64_reference(window, reverse):
+    w = WINDOWS[window] if window == "global" else mixir.ops.jagged(block=8, k=WINDOWS[window].k)
+    a, b, h0 = make(2, 37, 3, torch.float64, True, 30)
+    with_init = not (w is not None and w.k == 1)
+    leaves = [a.clone().requires_grad_(), b.clone().requires_grad_()] + \
+        ([h0.clone().requires_grad_()] if with_init else [])
+    h, hT = mixir.ops.scan(*leaves[:2], leaves[2] if with_init else None, reverse=reverse,
+                           log_space=True, window=w, output_final_state=True)
+    wh, wf = torch.randn_like(h), torch.randn_like(hT)
+    got = torch.autograd.grad((h * wh).sum() + (hT * wf).sum(), leaves)
+    ref_leaves = [x.detach().cpu().requires_grad_() for x in leaves]
+    rh, rf = scan_ref_torch(*ref_leaves[:2], ref_leaves[2] if with_init else None,
+                            reverse=reverse, log_space=True, window=wref(w))
+    want = torch.autograd.grad((rh * wh.cpu()).sum() + (rf * wf.cpu()).sum(), ref_leaves)
+    for g, r in zip(got, want):
+        assert float(torch.linalg.vector_norm(g.cpu() - r) / torch.linalg.vector_norm(r)) <= 1e-10
+
+
+def test_runs_on_current_stream_and_in_cuda_graphs():
+    a, b, h0 = make(4, 2048, 64, torch.float32, False, 40)
+    ref, _ = mixir.ops.scan(a, b, h0, window=WINDOWS["jagged2"])
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        before = _runtime.launch_count()
+        h, _ = mixir.ops.scan(a, b, h0, window=WINDOWS["jagged2"])
+    s.synchronize()
+    assert _runtime.launch_count() == before + 1 and torch.equal(h, ref)
+    g = torch.cuda.CUDAGraph()
+    static_a = a.clone()
+    with torch.cuda.graph(g):
+        out, _ = mixir.ops.scan(static_a, b, h0, window=WINDOWS["jagged2"])
+    static_a.copy_(torch.sigmoid(torch.randn_like(a)))
+    g.replay()
+    torch.cuda.synchronize()
+    want, _ = mixir.ops.scan(static_a, b, h0, window=WINDOWS["jagged2"])
+    assert torch.equal(out, want)
+
+
+def test_opcheck_and_compile_on_gpu():
+    a, b, h0 = make(2, 64, 8, torch.float32, False, 50)
+    a.requires_grad_(), b.requires_grad_()
+    torch.library.opcheck(torch.ops.mixir.scan.default, (a, b, h0, False, False, 16, 2))
+
+    def f(a, b):
+        h, _ = mixir.ops.scan(a, b, window=mixir.ops.jagged())
+        return torch.relu(h).sum(-1)
+    out = torch.compile(f, fullgraph=True)(a, b)
+    assert torch.allclose(out, f(a, b))
+
+
+def test_libraries_coexist_with_triton():
+    import triton  # noqa: F401  (its own LLVM in the same process)
+    from mixir.ops.scan import scan_ir
+    m = mixir.compile(scan_ir("f32", "f32", "f32", mixir.ops.jagged(), False,
+                                             False, False, True), target="sm_90a")
+    assert ".entry scan_kernel" in m.ptx
