@@ -15,6 +15,7 @@ import os
 import time
 
 import torch
+import torch._functorch.config
 import triton.testing
 
 import mixir
@@ -23,6 +24,15 @@ from mixir import _runtime
 
 def bench(fn, rep=200):
     return triton.testing.do_bench(fn, warmup=25, rep=rep, return_mode="median")
+
+
+def peer(measure):
+    """A peer's time in ms, or NaN when the peer runs out of memory at this size."""
+    try:
+        return measure()
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return float("nan")
 
 
 def copy_bandwidth():
@@ -77,9 +87,13 @@ def ref_global(a, b, block=16):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", default=os.environ.get("OUT", "."))
+    p.add_argument("--tag", default="", help="suffix of the output files")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--sets", default="S6,S7", help="comma-separated benchmark sets")
     args = p.parse_args()
     torch.manual_seed(0)
+    # The backward of each variant is timed repeatedly on one graph (retain_graph).
+    torch._functorch.config.donated_buffer = False
     dev = torch.cuda.get_device_name()
     bw = copy_bandwidth()
     print(f"device: {dev}; copy bandwidth {bw:.0f} GB/s (read + write)")
@@ -87,6 +101,7 @@ def main():
 
     shapes = [("S7", 16, 4096, 2048), ("S7", 8, 8192, 2048), ("S7", 2, 32768, 2048),
               ("S6", 32, 2048, 4096)]
+    shapes = [s for s in shapes if s[0] in args.sets.split(",")]
     if args.quick:
         shapes = shapes[:1]
     cases = [("jagged k=2", mixir.ops.jagged(k=2), lambda a, b: ref_jagged(a, b)),
@@ -100,23 +115,34 @@ def main():
         n = B * T * D
         fwd = lambda: mixir.ops.scan(a, b, window=window)[0]  # noqa: E731
         h = fwd()
-        r = ref(a, b)
-        err = float((h - r).norm() / r.norm())
+        err = peer(lambda: float((h - ref(a, b)).norm() / (h.norm())))
+        del h
         compiled = torch.compile(ref)
         rows = []
         ms = bench(fwd)
-        ms_e = bench(lambda: ref(a, b))
-        ms_c = bench(lambda: compiled(a, b))
+        ms_e = peer(lambda: bench(lambda: ref(a, b)))
+        ms_c = peer(lambda: bench(lambda: compiled(a, b)))
         rows.append(("fwd", ms, ms_e, ms_c, n * (2 + 2 + 4)))
         # Backward: gradient of h w.r.t. a and b (bf16), given an fp32 output gradient.
         ag, bg = a.clone().requires_grad_(), b.clone().requires_grad_()
         gout = torch.randn(B, T, D, device="cuda")
         hh = mixir.ops.scan(ag, bg, window=window)[0]
         mb = bench(lambda: torch.autograd.grad(hh, (ag, bg), gout, retain_graph=True))
-        hr = ref(ag, bg)
-        mb_e = bench(lambda: torch.autograd.grad(hr, (ag, bg), gout, retain_graph=True))
-        hc = compiled(ag, bg)
-        mb_c = bench(lambda: torch.autograd.grad(hc, (ag, bg), gout, retain_graph=True))
+        del hh
+        hr = hc = None
+
+        def eager_bwd():
+            nonlocal hr
+            hr = ref(ag, bg)
+            return bench(lambda: torch.autograd.grad(hr, (ag, bg), gout, retain_graph=True))
+
+        def compiled_bwd():
+            nonlocal hc
+            hc = compiled(ag, bg)
+            return bench(lambda: torch.autograd.grad(hc, (ag, bg), gout, retain_graph=True))
+        mb_e = peer(eager_bwd)
+        hr = None
+        mb_c = peer(compiled_bwd)
         # min IO of the backward: read a, b, h, dh; write da, db.
         rows.append(("bwd", mb, mb_e, mb_c, n * (2 + 2 + 4 + 4 + 2 + 2)))
         for pas, m, me, mc, nbytes in rows:
@@ -126,8 +152,10 @@ def main():
                        speedup_compile=mc / m, rel_err_vs_ref=err)
             results["rows"].append(row)
             print(f"{sset:<4}{name:<12}{B:>4}{T:>7}{D:>6} {pas:<5}{m:>9.3f}{gbs:>7.0f}"
-                  f"{100 * gbs / bw:>6.1f}%{me:>9.3f}{mc:>11.3f}{me / m:>8.2f}{mc / m:>7.2f}")
-        del a, b, ag, bg, hh, hr, hc, gout
+                  f"{100 * gbs / bw:>6.1f}%{me:>9.3f}{mc:>11.3f}{me / m:>8.2f}{mc / m:>7.2f}"
+                  f"   (rel err vs reference {err:.1e})")
+        del a, b, ag, bg, hr, hc, gout, compiled
+        torch._dynamo.reset()
         torch.cuda.empty_cache()
 
     # Host overhead of a warm call: many tiny launches queued, time per call on the host.
@@ -159,7 +187,7 @@ def main():
           f"launches so far {_runtime.launch_count()}")
 
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench_scan.json"), "w") as f:
+    with open(os.path.join(args.out, f"bench_scan{args.tag}.json"), "w") as f:
         json.dump(results, f, indent=1)
     try:
         import matplotlib
@@ -179,7 +207,7 @@ def main():
         ax.set_title(f"mixir scan on {dev}")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(os.path.join(args.out, "bench_scan.png"), dpi=120)
+        fig.savefig(os.path.join(args.out, f"bench_scan{args.tag}.png"), dpi=120)
     except Exception as e:  # plotting is optional
         print("plot skipped:", e)
 
