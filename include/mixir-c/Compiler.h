@@ -40,6 +40,12 @@ MIXIR_EXPORT MixirModule *mixir_compile_with_runtime(const char *ir, size_t ir_l
                                                      const char *target, const char *options,
                                                      const char *runtime_library, char **error);
 
+/* Loads IR that a pipeline already lowered (what mixir_module_ir returned for
+ * the same target): no pass runs; host code is JIT-compiled, a GPU binary and
+ * its metadata are read back. What a compile cache stores and reloads. */
+MIXIR_EXPORT MixirModule *mixir_load_lowered(const char *ir, size_t ir_len, const char *target,
+                                            const char *runtime_library, char **error);
+
 MIXIR_EXPORT void mixir_module_destroy(MixirModule *module);
 
 /* Modules with host code (CPU, or GPU with "host=1"): the address of symbol

@@ -115,9 +115,28 @@ MixirModule *mixir_compile(const char *ir, size_t ir_len, const char *target,
   return mixir_compile_with_runtime(ir, ir_len, target, options, nullptr, error);
 }
 
+static MixirModule *compileOrLoad(const char *ir, size_t ir_len, const char *target,
+                                  const char *options, const char *runtime_library,
+                                  bool runPipeline, char **error);
+
 MixirModule *mixir_compile_with_runtime(const char *ir, size_t ir_len, const char *target,
                                         const char *options, const char *runtime_library,
                                         char **error) {
+  return compileOrLoad(ir, ir_len, target, options, runtime_library, /*runPipeline=*/true,
+                       error);
+}
+
+MixirModule *mixir_load_lowered(const char *ir, size_t ir_len, const char *target,
+                                const char *runtime_library, char **error) {
+  return compileOrLoad(ir, ir_len, target, nullptr, runtime_library, /*runPipeline=*/false,
+                       error);
+}
+
+} // extern "C"
+
+static MixirModule *compileOrLoad(const char *ir, size_t ir_len, const char *target,
+                                  const char *options, const char *runtime_library,
+                                  bool runPipeline, char **error) {
   ensureRegistered();
   std::string messages;
   llvm::raw_string_ostream err(messages);
@@ -159,11 +178,13 @@ MixirModule *mixir_compile_with_runtime(const char *ir, size_t ir_len, const cha
   if (!opts.empty())
     pipeline += "{" + opts + "}";
 
-  PassManager pm(&ctx);
-  if (failed(parsePassPipeline(pipeline, pm, err)))
-    return fail();
-  if (failed(pm.run(*module)))
-    return fail();
+  if (runPipeline) {
+    PassManager pm(&ctx);
+    if (failed(parsePassPipeline(pipeline, pm, err)))
+      return fail();
+    if (failed(pm.run(*module)))
+      return fail();
+  }
 
   auto result = std::make_unique<MixirModule>();
   {
@@ -201,6 +222,8 @@ MixirModule *mixir_compile_with_runtime(const char *ir, size_t ir_len, const cha
     result->metadata = R"({"target": "cpu", "format": "jit", "kernels": []})";
   return result.release();
 }
+
+extern "C" {
 
 void mixir_module_destroy(MixirModule *module) { delete module; }
 

@@ -43,6 +43,9 @@ def _library() -> ctypes.CDLL:
     lib.mixir_compile_with_runtime.argtypes = [
         ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
         ctypes.POINTER(ctypes.c_void_p)]
+    lib.mixir_load_lowered.restype = ctypes.c_void_p
+    lib.mixir_load_lowered.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                       ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
     lib.mixir_module_destroy.argtypes = [ctypes.c_void_p]
     lib.mixir_module_lookup.restype = ctypes.c_void_p
     lib.mixir_module_lookup.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
@@ -113,6 +116,20 @@ def compile(ir: str, target: str = "cpu", options: str | None = None,
     handle = lib.mixir_compile_with_runtime(
         data, len(data), target.encode(), options.encode() if options else None,
         runtime.encode() if runtime else None, ctypes.byref(err))
+    return _module_or_raise(lib, handle, err, target)
+
+
+def load_lowered(ir: str, target: str, runtime: str | None = None) -> CompiledModule:
+    """Reloads a module that a pipeline already lowered (CompiledModule.ir): no pass runs."""
+    lib = _library()
+    err = ctypes.c_void_p()
+    data = ir.encode()
+    handle = lib.mixir_load_lowered(data, len(data), target.encode(),
+                                    runtime.encode() if runtime else None, ctypes.byref(err))
+    return _module_or_raise(lib, handle, err, target)
+
+
+def _module_or_raise(lib, handle, err, target) -> CompiledModule:
     if not handle:
         message = ctypes.string_at(err).decode(errors="replace") if err else "unknown error"
         if err:

@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from .._compiler import compile as _compile
+from ..cache import compile_cached as _compile
 
 __all__ = ["scan", "jagged", "Window"]
 
