@@ -34,17 +34,18 @@ def main():
     ir = scan_ir(_ELEMENT[a.dtype], _ELEMENT[b.dtype], "f32", w or mixir.ops.Window(), False,
                  False, False, True)
     print(f"[B, T, D] = [{B}, {T}, {D}] {args.window}; copy {copy:.0f} GB/s")
-    tiles = [128, 256, 512, 1024, 2048] if w else [0]
-    for tile in tiles:
-        for bs in [32, 64, 128, 256]:
-            opts = f"block-size={bs}" + (f" tile-size={tile}" if w else "")
+    tiles = [256, 512, 1024] if w else [0]
+    for tile, bs, unroll in [(t, bs, u) for t in tiles for bs in (64, 128, 256)
+                             for u in (1, 4, 8, 16)]:
+        if True:
+            opts = f"block-size={bs} unroll={unroll}" + (f" tile-size={tile}" if w else "")
             k = _Kernel(ir, 4, torch.device("cuda"), opts)
             h.fill_(float("nan"))
             k(a, b, h, f)
             ok = torch.equal(h, ref)
             ms = triton.testing.do_bench(lambda: k(a, b, h, f), return_mode="median")
             gbs = B * T * D * 8 / ms / 1e6
-            print(f"tile {tile:>5} block {bs:>4}: {ms:7.3f} ms {gbs:6.0f} GB/s "
+            print(f"tile {tile:>5} block {bs:>4} unroll {unroll:>2}: {ms:7.3f} ms {gbs:6.0f} GB/s "
                   f"{100 * gbs / copy:5.1f}% {'ok' if ok else 'MISMATCH'}")
 
 

@@ -52,10 +52,22 @@ def MixerLowerChannelScan : Pass<"mixer-lower-channel-scan", "::mlir::func::Func
     extended to the state type and, in log space, exponentiated; every step's
     state is stored to `output`. The loop is what a GPU thread or a CPU core
     executes; parallelism lives in the enclosing `scf.parallel`.
+
+    With `unroll = U > 1` the main loop advances U steps per iteration and
+    issues all their loads before any arithmetic or store, followed by a
+    one-step remainder loop: the output may alias the inputs as far as the
+    compiler can tell, so this is how a thread keeps several steps of loads in
+    flight (memory-level parallelism for a memory-bound scan). Jagged windows
+    unroll by exactly one block, aligned to the blocks, so which step starts a
+    block is static (reverse scans first run the partial block at the end).
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
                            "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
                            "::mlir::complex::ComplexDialect"];
+  let options = [
+    Option<"unroll", "unroll", "int64_t", /*default=*/"1",
+           "Time steps per main-loop iteration, loads first (1 = no unrolling)">
+  ];
 }
 
 #endif // MIXER_PASSES_TD

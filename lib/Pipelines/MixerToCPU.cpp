@@ -26,8 +26,9 @@ void mlir::mixer::buildMixerToCPUPipeline(OpPassManager &pm,
                                           const MixerToCPUOptions &options) {
   std::string text = llvm::formatv(
       "one-shot-bufferize{{bufferize-function-boundaries=1},"
-      "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan),{1}",
-      options.tileSize.getValue(), hostToLLVMPipeline(/*gpuLaunches=*/false));
+      "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan{{unroll={2}}),{1}",
+      options.tileSize.getValue(), hostToLLVMPipeline(/*gpuLaunches=*/false),
+      options.unroll.getValue());
   if (failed(parsePassPipeline(text, pm, llvm::errs())))
     llvm::report_fatal_error("mixer-to-cpu: malformed built-in pipeline");
 }

@@ -169,16 +169,20 @@ def test_streaming_continuation(window, split):
 
 @pytest.mark.parametrize("tile", [16, 48, 256, 1024])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_tile_size_does_not_change_results(tile, reverse):
-    """Tiles must hand the carry across every boundary (a dropped carry shows here)."""
+@pytest.mark.parametrize("unroll", [1, 3, 8])
+@pytest.mark.parametrize("window", ["global", "jagged2"])
+def test_tile_size_and_unroll_do_not_change_results(tile, reverse, unroll, window):
+    """Tiles must hand the carry across every boundary (a dropped carry shows here), and
+    the unrolled main loop with its remainder must cover every step exactly once."""
     from mixir.ops.scan import _Kernel, scan_ir
     gen = torch.Generator().manual_seed(10)
     a, b, h0 = make_inputs(2, 1000, 3, torch.float64, False, gen)
-    ir = scan_ir("f64", "f64", "f64", mixir.ops.jagged(k=2), reverse, False, True, True)
-    kernel = _Kernel(ir, 5, torch.device("cpu"), options=f"tile-size={tile}")
-    h, hT = torch.empty_like(a), torch.empty(2, 3, dtype=torch.float64)
+    w = WINDOWS[window] or mixir.ops.Window()
+    ir = scan_ir("f64", "f64", "f64", w, reverse, False, True, True)
+    kernel = _Kernel(ir, 5, torch.device("cpu"), options=f"tile-size={tile} unroll={unroll}")
+    h, hT = torch.full_like(a, float("nan")), torch.empty(2, 3, dtype=torch.float64)
     kernel(a, b, h0, h, hT)
-    ref, ref_final = scan_ref(a, b, h0, reverse=reverse, window=("jagged", 16, 2))
+    ref, ref_final = scan_ref(a, b, h0, reverse=reverse, window=window_ref(WINDOWS[window]))
     assert rel_err(h, ref) <= 1e-12 and rel_err(hT, ref_final) <= 1e-12
 
 

@@ -19,6 +19,9 @@ struct MixerToCPUOptions : public PassPipelineOptions<MixerToCPUOptions> {
   PassOptions::Option<int64_t> tileSize{*this, "tile-size",
                                         llvm::cl::desc("Jagged tile length"),
                                         llvm::cl::init(256)};
+  PassOptions::Option<int64_t> unroll{*this, "unroll",
+                                      llvm::cl::desc("Time steps per loop iteration"),
+                                      llvm::cl::init(4)};
 };
 
 struct MixerToNVVMOptions : public PassPipelineOptions<MixerToNVVMOptions> {
@@ -47,6 +50,10 @@ struct MixerToNVVMOptions : public PassPipelineOptions<MixerToNVVMOptions> {
       *this, "block-z",
       llvm::cl::desc("Threads per block over time tiles (jagged windows, narrow channels)"),
       llvm::cl::init(1)};
+  PassOptions::Option<int64_t> unroll{
+      *this, "unroll",
+      llvm::cl::desc("Time steps per loop iteration, all loads first (memory-level parallelism)"),
+      llvm::cl::init(8)};
   PassOptions::Option<bool> host{
       *this, "host",
       llvm::cl::desc("Also lower the host side to LLVM: the launches become calls of the "
