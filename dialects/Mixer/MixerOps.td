@@ -141,4 +141,122 @@ def Mixer_ChannelScanOp : Mixer_Op<"channel_scan", [AttrSizedOperandSegments]> {
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// mixer.scan_adjoint
+//===----------------------------------------------------------------------===//
+
+def Mixer_ScanAdjointOp : Mixer_Op<"scan_adjoint", [AttrSizedOperandSegments]> {
+  let summary = "gradients of mixer.scan (the adjoint recurrence), in one pass";
+  let description = [{
+    The reverse-mode derivative of a `mixer.scan` with the same `window`,
+    `log_space` and `reverse` attributes, as `mixer-scan-adjoint` derives it.
+    Given the forward operands, the forward output `states` (h, needed by the
+    global window), the gradient of the output `output_grad` and optionally of
+    the final state `final_grad`, it writes the gradients of the gates, the
+    inputs and (optionally) the initial state.
+
+    Global window: `lam_t = dh_t + a_{t+1} lam_{t+1}` run against time,
+    `db = lam`, `da_t = lam_t h_{t-1}`, `dh0 = a_0 lam_0`.
+    Jagged window (spec 2.4): inside a block the adjoint `rho` of the block's
+    exact recurrence, plus the adjoint `sigma` of the zero-initialised local
+    state that the block hands to the next one as its carry:
+    `db = rho + sigma`, `da_t = rho_t y_{t-1} + sigma_t l_{t-1}`; the gradient
+    carry travels one block to the left, like the forward carry to the right.
+    In log space the gate gradient is multiplied by `a`. Gradients are written
+    in the element types of their destinations.
+
+    Buffer form only (the JIT emits it; it has no tensor form yet). Real
+    element types, forward direction (`reverse` is rejected for now).
+
+    ```mlir
+    mixer.scan_adjoint jagged<block = 16, k = 2>
+        gates(%a : memref<?x?x?xbf16>) inputs(%b : memref<?x?x?xbf16>)
+        states(%h : memref<?x?x?xf32>) output_grad(%dh : memref<?x?x?xf32>)
+        gates_grad(%da : memref<?x?x?xbf16>) inputs_grad(%db : memref<?x?x?xbf16>)
+    ```
+  }];
+  let arguments = (ins
+    AnyNon0RankedMemRef:$gates,
+    AnyNon0RankedMemRef:$inputs,
+    Optional<AnyNon0RankedMemRef>:$initial_state,
+    AnyNon0RankedMemRef:$states,
+    AnyNon0RankedMemRef:$output_grad,
+    Optional<AnyNon0RankedMemRef>:$final_grad,
+    AnyNon0RankedMemRef:$gates_grad,
+    AnyNon0RankedMemRef:$inputs_grad,
+    Optional<AnyNon0RankedMemRef>:$initial_state_grad,
+    Mixer_WindowAttr:$window,
+    UnitAttr:$log_space,
+    UnitAttr:$reverse);
+  let assemblyFormat = [{
+    custom<Window>($window) (`log_space` $log_space^)? (`reverse` $reverse^)?
+    `gates` `(` $gates `:` type($gates) `)`
+    `inputs` `(` $inputs `:` type($inputs) `)`
+    (`init` `(` $initial_state^ `:` type($initial_state) `)`)?
+    `states` `(` $states `:` type($states) `)`
+    `output_grad` `(` $output_grad `:` type($output_grad) `)`
+    (`final_grad` `(` $final_grad^ `:` type($final_grad) `)`)?
+    `gates_grad` `(` $gates_grad `:` type($gates_grad) `)`
+    `inputs_grad` `(` $inputs_grad `:` type($inputs_grad) `)`
+    (`init_grad` `(` $initial_state_grad^ `:` type($initial_state_grad) `)`)?
+    attr-dict
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    Type getStateElementType() {
+      return ::mlir::cast<::mlir::MemRefType>(getStates().getType()).getElementType();
+    }
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// mixer.channel_scan_adjoint
+//===----------------------------------------------------------------------===//
+
+def Mixer_ChannelScanAdjointOp : Mixer_Op<"channel_scan_adjoint", [AttrSizedOperandSegments]> {
+  let summary = "the adjoint of one channel over a range of time, carries as scalars";
+  let description = [{
+    The tiled form of `mixer.scan_adjoint`: one channel over a contiguous
+    range of time that starts on a block boundary (jagged windows).
+
+    * `carry`: the forward state before the range: `h_{t0-1}` (or h0) for a
+      global window, the previous block's local state (or c_init) for a
+      jagged one with k = 2.
+    * `grad_carry`: the gradient entering the range's last step from the
+      right (global: `a_{t_end} lam_{t_end}`; jagged: the adjoint `sigma` of
+      the last block's local state: the next block's gradient carry, or the
+      final-state gradient).
+    * result: the gradient carry leaving the range's first step to the left
+      (`a_{t0} lam_{t0}` or `a_{t0} rho_{t0}`); for the first range it is the
+      gradient of the initial state.
+
+    Without destinations the op only computes the result (a right halo).
+  }];
+  let arguments = (ins
+    Mixer_Series:$gates,
+    Optional<Mixer_Series>:$inputs,
+    Optional<Mixer_Series>:$states,
+    Mixer_Series:$output_grad,
+    Optional<Mixer_Scalar>:$carry,
+    Optional<Mixer_Scalar>:$grad_carry,
+    Optional<Mixer_Series>:$gates_grad,
+    Optional<Mixer_Series>:$inputs_grad,
+    Mixer_WindowAttr:$window,
+    UnitAttr:$log_space);
+  let results = (outs Mixer_Scalar:$result);
+  let assemblyFormat = [{
+    custom<Window>($window) (`log_space` $log_space^)?
+    `gates` `(` $gates `:` type($gates) `)`
+    (`inputs` `(` $inputs^ `:` type($inputs) `)`)?
+    (`states` `(` $states^ `:` type($states) `)`)?
+    `output_grad` `(` $output_grad `:` type($output_grad) `)`
+    (`carry` `(` $carry^ `:` type($carry) `)`)?
+    (`grad_carry` `(` $grad_carry^ `:` type($grad_carry) `)`)?
+    (`gates_grad` `(` $gates_grad^ `:` type($gates_grad) `)`)?
+    (`inputs_grad` `(` $inputs_grad^ `:` type($inputs_grad) `)`)?
+    attr-dict `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // MIXER_OPS_TD

@@ -70,4 +70,18 @@ def MixerLowerChannelScan : Pass<"mixer-lower-channel-scan", "::mlir::func::Func
   ];
 }
 
+def MixerScanAdjoint : Pass<"mixer-scan-adjoint", "::mlir::ModuleOp"> {
+  let summary = "Derive the backward function of every function that runs a mixer.scan";
+  let description = [{
+    For each `func.func @f` whose body is one buffer-form `mixer.scan`, adds
+    `func.func @f_adjoint` taking the forward operands, the forward output h,
+    the output gradient (and the final-state gradient when `@f` writes a final
+    state) and writing the gradients of the gates, the inputs (and the initial
+    state when `@f` has one), through one `mixer.scan_adjoint`. Gradients have
+    the element types of the forward operands. The attributes `llvm.emit_c_interface`
+    carry over, so the adjoint is callable like the forward.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect", "::mlir::memref::MemRefDialect"];
+}
+
 #endif // MIXER_PASSES_TD

@@ -15,7 +15,9 @@
 using namespace mlir;
 
 std::string mlir::mixer::hostToLLVMPipeline(bool gpuLaunches) {
-  return std::string("arith-expand,convert-scf-to-cf,expand-strided-metadata,lower-affine,") +
+  // bf16 conversions become integer arithmetic: the JIT has no compiler-rt
+  // (__truncsfbf2 and friends).
+  return std::string("arith-expand{include-bf16=1},convert-scf-to-cf,expand-strided-metadata,lower-affine,") +
          (gpuLaunches ? "gpu-to-llvm," : "") +
          "finalize-memref-to-llvm,convert-math-to-llvm,convert-complex-to-llvm,"
          "convert-arith-to-llvm,convert-index-to-llvm,convert-func-to-llvm,"
@@ -25,10 +27,10 @@ std::string mlir::mixer::hostToLLVMPipeline(bool gpuLaunches) {
 void mlir::mixer::buildMixerToCPUPipeline(OpPassManager &pm,
                                           const MixerToCPUOptions &options) {
   std::string text = llvm::formatv(
-      "one-shot-bufferize{{bufferize-function-boundaries=1},"
+      "{3}one-shot-bufferize{{bufferize-function-boundaries=1},"
       "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan{{unroll={2}}),{1}",
       options.tileSize.getValue(), hostToLLVMPipeline(/*gpuLaunches=*/false),
-      options.unroll.getValue());
+      options.unroll.getValue(), options.adjoint ? "mixer-scan-adjoint," : "");
   if (failed(parsePassPipeline(text, pm, llvm::errs())))
     llvm::report_fatal_error("mixer-to-cpu: malformed built-in pipeline");
 }

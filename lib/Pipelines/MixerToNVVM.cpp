@@ -34,7 +34,7 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
   std::string toolkit =
       options.toolkit.getValue().empty() ? defaultCudaToolkitPath() : options.toolkit.getValue();
   std::string text = llvm::formatv(
-      "one-shot-bufferize{{bufferize-function-boundaries=1},"
+      "{9}one-shot-bufferize{{bufferize-function-boundaries=1},"
       "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan{{unroll={8}},"
       "scf-parallel-loop-tiling{{parallel-loop-tile-sizes={1},{6},{7} no-min-max-bounds=1},"
       "gpu-map-parallel-loops,convert-parallel-loops-to-gpu,canonicalize,cse),"
@@ -45,7 +45,8 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
       "gpu-module-to-binary{{format={4} toolkit={5}}",
       options.tileSize.getValue(), options.blockSize.getValue(), options.chip.getValue(),
       options.features.getValue(), options.format.getValue(), toolkit,
-      options.blockY.getValue(), options.blockZ.getValue(), options.unroll.getValue());
+      options.blockY.getValue(), options.blockZ.getValue(), options.unroll.getValue(),
+      options.adjoint ? "mixer-scan-adjoint," : "");
   if (options.host)
     text += "," + hostToLLVMPipeline(/*gpuLaunches=*/true);
   if (failed(parsePassPipeline(text, pm, llvm::errs())))

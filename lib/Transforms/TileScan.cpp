@@ -84,6 +84,13 @@ public:
         return signalPassFailure();
       op.erase();
     }
+    SmallVector<ScanAdjointOp> adjoints;
+    getOperation().walk([&](ScanAdjointOp op) { adjoints.push_back(op); });
+    for (ScanAdjointOp op : adjoints) {
+      if (failed(op.getWindow().isJagged() ? tileJaggedAdjoint(op) : tileGlobalAdjoint(op)))
+        return signalPassFailure();
+      op.erase();
+    }
   }
 
 private:
@@ -165,6 +172,155 @@ private:
               memref::StoreOp::create(tbld, loc, last, fin, ValueRange{n, d});
               scf::YieldOp::create(tbld, loc);
             });
+          }
+          scf::ReduceOp::create(nb, loc);
+        });
+    return success();
+  }
+
+  /// A scalar of `op`'s state type read from a [B, D] operand, or zero.
+  Value loadOrZero(OpBuilder &b, Location loc, Value src, Type type, Value n, Value d) {
+    if (src)
+      return memref::LoadOp::create(b, loc, src, ValueRange{n, d});
+    return zeroOf(b, loc, type);
+  }
+
+  /// Global adjoint: per channel, tiles in reverse order chain the gradient
+  /// carry a_{t0} lam_{t0} to the left; the forward state before a tile is
+  /// read from h (or the initial state).
+  LogicalResult tileGlobalAdjoint(ScanAdjointOp op) {
+    OpBuilder b(op);
+    Location loc = op.getLoc();
+    TileBuilder tb{b, loc};
+    Type st = op.getStateElementType();
+    Value c0 = tb.idx(0), c1 = tb.idx(1);
+    Value batch = memref::DimOp::create(b, loc, op.getGates(), 0);
+    Value time = memref::DimOp::create(b, loc, op.getGates(), 1);
+    Value channels = memref::DimOp::create(b, loc, op.getGates(), 2);
+    Value tile = globalTileSize > 0 ? tb.idx(globalTileSize) : time;
+    Value numTiles = globalTileSize > 0 ? tb.ceilDiv(time, tile) : c1;
+    scf::ParallelOp::create(
+        b, loc, ValueRange{c0, c0}, ValueRange{channels, batch}, ValueRange{c1, c1},
+        [&](OpBuilder &nb, Location, ValueRange ivs) {
+          Value d = ivs[0], n = ivs[1];
+          Value gradIn = loadOrZero(nb, loc, op.getFinalGrad(), st, n, d);
+          auto loop = scf::ForOp::create(
+              nb, loc, c0, numTiles, c1, ValueRange{gradIn},
+              [&](OpBuilder &lb, Location, Value step, ValueRange g) {
+                TileBuilder t{lb, loc};
+                Value j = t.sub(t.sub(numTiles, c1), step);
+                Value t0 = t.mul(j, tile);
+                Value len = t.min(tile, t.sub(time, t0));
+                Value hasPrev = t.cmp(arith::CmpIPredicate::ugt, t0, c0);
+                auto carry = scf::IfOp::create(
+                    lb, loc, hasPrev,
+                    [&](OpBuilder &ib, Location) {
+                      Value prev = arith::SubIOp::create(ib, loc, t0, c1);
+                      scf::YieldOp::create(ib, loc,
+                                           memref::LoadOp::create(ib, loc, op.getStates(),
+                                                                  ValueRange{n, prev, d})
+                                               .getResult());
+                    },
+                    [&](OpBuilder &eb, Location) {
+                      scf::YieldOp::create(
+                          eb, loc, loadOrZero(eb, loc, op.getInitialState(), st, n, d));
+                    });
+                auto view = [&](Value x) { return t.series(x, n, t0, len, d); };
+                Value out = ChannelScanAdjointOp::create(
+                    lb, loc, st, view(op.getGates()), Value(), view(op.getStates()),
+                    view(op.getOutputGrad()), carry.getResult(0), g[0],
+                    view(op.getGatesGrad()), view(op.getInputsGrad()), op.getWindowAttr(),
+                    op.getLogSpaceAttr());
+                scf::YieldOp::create(lb, loc, out);
+              });
+          if (Value dInit = op.getInitialStateGrad())
+            memref::StoreOp::create(nb, loc, loop.getResult(0), dInit, ValueRange{n, d});
+          scf::ReduceOp::create(nb, loc);
+        });
+    return success();
+  }
+
+  /// Jagged adjoint: tiles are independent again. A tile needs the forward
+  /// carry into its first block (the local state of the block before it,
+  /// recomputed) and the gradient carry into its last block (the next block's
+  /// a_{t} rho_{t} at its first step, recomputed; or the final-state gradient).
+  LogicalResult tileJaggedAdjoint(ScanAdjointOp op) {
+    WindowAttr window = op.getWindow();
+    int64_t blockLen = window.getBlock();
+    if (tileSize <= 0 || tileSize % blockLen != 0)
+      return op.emitOpError() << "mixer-tile-scan: tile-size " << static_cast<int64_t>(tileSize)
+                              << " must be a positive multiple of the jagged block "
+                              << blockLen;
+    OpBuilder b(op);
+    Location loc = op.getLoc();
+    TileBuilder tb{b, loc};
+    Type st = op.getStateElementType();
+    Value c0 = tb.idx(0), c1 = tb.idx(1);
+    Value gates = op.getGates(), inputs = op.getInputs();
+    Value batch = memref::DimOp::create(b, loc, gates, 0);
+    Value time = memref::DimOp::create(b, loc, gates, 1);
+    Value channels = memref::DimOp::create(b, loc, gates, 2);
+    Value tile = tb.idx(tileSize), blockV = tb.idx(blockLen);
+    Value numTiles = tb.ceilDiv(time, tile);
+    scf::ParallelOp::create(
+        b, loc, ValueRange{c0, c0, c0}, ValueRange{channels, batch, numTiles},
+        ValueRange{c1, c1, c1}, [&](OpBuilder &nb, Location, ValueRange ivs) {
+          TileBuilder t{nb, loc};
+          Value d = ivs[0], n = ivs[1], j = ivs[2];
+          Value t0 = t.mul(j, tile);
+          Value len = t.min(tile, t.sub(time, t0));
+          Value tileEnd = t.add(t0, len);
+          Value carry;
+          if (window.hasCarry()) {
+            auto ifOp = scf::IfOp::create(
+                nb, loc, t.cmp(arith::CmpIPredicate::ugt, j, c0),
+                [&](OpBuilder &ib, Location) {
+                  TileBuilder h{ib, loc};
+                  Value start = h.sub(t0, blockV);
+                  auto localOnly = WindowAttr::get(ib.getContext(), WindowKind::Jagged,
+                                                   blockLen, /*k=*/1);
+                  Value c = ChannelScanOp::create(
+                      ib, loc, st, h.series(gates, n, start, blockV, d),
+                      h.series(inputs, n, start, blockV, d), Value(), Value(), localOnly,
+                      op.getLogSpaceAttr(), UnitAttr());
+                  scf::YieldOp::create(ib, loc, c);
+                },
+                [&](OpBuilder &eb, Location) {
+                  scf::YieldOp::create(eb, loc,
+                                       loadOrZero(eb, loc, op.getInitialState(), st, n, d));
+                });
+            carry = ifOp.getResult(0);
+          }
+          // Gradient entering the tile's last step from the right.
+          auto gradIn = scf::IfOp::create(
+              nb, loc, t.cmp(arith::CmpIPredicate::ult, tileEnd, time),
+              [&](OpBuilder &ib, Location) {
+                Value g = zeroOf(ib, loc, st);
+                if (window.hasCarry()) {
+                  TileBuilder h{ib, loc};
+                  Value hlen = h.min(blockV, h.sub(time, tileEnd));
+                  auto view = [&](Value x) { return h.series(x, n, tileEnd, hlen, d); };
+                  g = ChannelScanAdjointOp::create(
+                      ib, loc, st, view(gates), view(inputs), Value(), view(op.getOutputGrad()),
+                      zeroOf(ib, loc, st), zeroOf(ib, loc, st), Value(), Value(),
+                      op.getWindowAttr(), op.getLogSpaceAttr());
+                }
+                scf::YieldOp::create(ib, loc, g);
+              },
+              [&](OpBuilder &eb, Location) {
+                scf::YieldOp::create(eb, loc, loadOrZero(eb, loc, op.getFinalGrad(), st, n, d));
+              });
+          auto view = [&](Value x) { return t.series(x, n, t0, len, d); };
+          Value out = ChannelScanAdjointOp::create(
+              nb, loc, st, view(gates), view(inputs), Value(), view(op.getOutputGrad()), carry,
+              gradIn.getResult(0), view(op.getGatesGrad()), view(op.getInputsGrad()),
+              op.getWindowAttr(), op.getLogSpaceAttr());
+          if (Value dInit = op.getInitialStateGrad()) {
+            scf::IfOp::create(nb, loc, t.cmp(arith::CmpIPredicate::eq, j, c0),
+                              [&](OpBuilder &ib, Location) {
+                                memref::StoreOp::create(ib, loc, out, dInit, ValueRange{n, d});
+                                scf::YieldOp::create(ib, loc);
+                              });
           }
           scf::ReduceOp::create(nb, loc);
         });

@@ -109,6 +109,10 @@ def test_opcheck():
     for args in [(a, b, None, False, False, 0, 0), (a, b, h0, True, False, 16, 2),
                  (a, b, None, False, True, 8, 1)]:
         torch.library.opcheck(torch.ops.mixir.scan.default, args)
+    h, _ = torch.ops.mixir.scan(a, b, h0, False, True, 16, 2)
+    torch.library.opcheck(torch.ops.mixir.scan_backward.default,
+                          (a.detach(), b.detach(), h0.detach(), h.detach(), torch.randn_like(h),
+                           torch.randn(2, 3), False, True, 16, 2))
 
 
 def test_torch_compile_fullgraph():

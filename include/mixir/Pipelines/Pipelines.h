@@ -22,6 +22,9 @@ struct MixerToCPUOptions : public PassPipelineOptions<MixerToCPUOptions> {
   PassOptions::Option<int64_t> unroll{*this, "unroll",
                                       llvm::cl::desc("Time steps per loop iteration"),
                                       llvm::cl::init(4)};
+  PassOptions::Option<bool> adjoint{
+      *this, "adjoint", llvm::cl::desc("Also derive @f_adjoint for every @f (mixer-scan-adjoint)"),
+      llvm::cl::init(false)};
 };
 
 struct MixerToNVVMOptions : public PassPipelineOptions<MixerToNVVMOptions> {
@@ -54,6 +57,9 @@ struct MixerToNVVMOptions : public PassPipelineOptions<MixerToNVVMOptions> {
       *this, "unroll",
       llvm::cl::desc("Time steps per loop iteration, all loads first (memory-level parallelism)"),
       llvm::cl::init(8)};
+  PassOptions::Option<bool> adjoint{
+      *this, "adjoint", llvm::cl::desc("Also derive @f_adjoint for every @f (mixer-scan-adjoint)"),
+      llvm::cl::init(false)};
   PassOptions::Option<bool> host{
       *this, "host",
       llvm::cl::desc("Also lower the host side to LLVM: the launches become calls of the "

@@ -259,6 +259,245 @@ void lowerChannelScan(ChannelScanOp op, int64_t unroll) {
   op.erase();
 }
 
+/// Converts a state value to the element type of a gradient destination.
+Value toElement(OpBuilder &b, Location loc, Value v, Type element) {
+  unsigned from = v.getType().getIntOrFloatBitWidth(), to = element.getIntOrFloatBitWidth();
+  if (v.getType() == element)
+    return v;
+  if (to < from || (to == from && element != v.getType()))
+    return arith::TruncFOp::create(b, loc, element, v);
+  return arith::ExtFOp::create(b, loc, element, v);
+}
+
+/// The adjoint of one channel's range (real states). Global: one pass against
+/// time, unrolled with the loads first. Jagged: one block per iteration, last
+/// block first; each block loads its gates, inputs and output gradient into
+/// registers (static indices), recomputes its forward local states, then runs
+/// the two adjoints (rho: the block's exact recurrence; sigma: the local state
+/// handed to the next block) backwards and stores both gradients.
+void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
+  OpBuilder b(op);
+  Location loc = op.getLoc();
+  Type st = op.getResult().getType();
+  StateMath sm{b, loc, st};
+  WindowAttr window = op.getWindow();
+  bool logSpace = op.getLogSpace();
+  Value c0 = arith::ConstantIndexOp::create(b, loc, 0);
+  Value c1 = arith::ConstantIndexOp::create(b, loc, 1);
+  Value len = memref::DimOp::create(b, loc, op.getGates(), 0);
+  Value zero = sm.constant(0.0), one = sm.constant(1.0);
+  Value carry = op.getCarry() ? op.getCarry() : zero;
+  Value gradIn = op.getGradCarry() ? op.getGradCarry() : zero;
+  bool writes = static_cast<bool>(op.getGatesGrad());
+  auto load = [&](OpBuilder &lb, Value series, Value t) {
+    return memref::LoadOp::create(lb, loc, series, ValueRange{t}).getResult();
+  };
+  auto gateAt = [&](OpBuilder &lb, Value t) {
+    return StateMath{lb, loc, st}.gate(load(lb, op.getGates(), t), logSpace);
+  };
+  auto toState = [&](OpBuilder &lb, Value v) { return StateMath{lb, loc, st}.toState(v); };
+  auto storeGrads = [&](OpBuilder &lb, Value t, Value da, Value db) {
+    if (!writes)
+      return;
+    Type ea = cast<MemRefType>(op.getGatesGrad().getType()).getElementType();
+    Type eb = cast<MemRefType>(op.getInputsGrad().getType()).getElementType();
+    memref::StoreOp::create(lb, loc, toElement(lb, loc, da, ea), op.getGatesGrad(), ValueRange{t});
+    memref::StoreOp::create(lb, loc, toElement(lb, loc, db, eb), op.getInputsGrad(),
+                            ValueRange{t});
+  };
+
+  if (window.isGlobal()) {
+    // Step p (processing order) is position t = len - 1 - p:
+    //   lam = dh_t + g;  da = lam h_{t-1} (x a in log space);  db = lam;  g = a_t lam.
+    Value last = arith::SubIOp::create(b, loc, len, c1);
+    struct Loaded {
+      Value t, a, dh, hPrev;
+    };
+    auto loadAt = [&](OpBuilder &lb, Value p) {
+      Value t = arith::SubIOp::create(lb, loc, last, p);
+      Value hasPrev = arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::ugt, t, c0);
+      Value prevIdx = arith::SelectOp::create(lb, loc, hasPrev,
+                                              arith::SubIOp::create(lb, loc, t, c1), c0);
+      Value hPrev = arith::SelectOp::create(lb, loc, hasPrev,
+                                            toState(lb, load(lb, op.getStates(), prevIdx)), carry);
+      return Loaded{t, gateAt(lb, t), toState(lb, load(lb, op.getOutputGrad(), t)), hPrev};
+    };
+    auto compute = [&](OpBuilder &lb, const Loaded &x, Value g, Value &da, Value &db) {
+      StateMath m{lb, loc, st};
+      Value lam = m.add(x.dh, g);
+      da = m.mul(lam, x.hPrev);
+      if (logSpace)
+        da = m.mul(da, x.a);
+      db = lam;
+      return m.mul(x.a, lam);
+    };
+    int64_t u = std::max<int64_t>(unroll, 1);
+    Value uV = arith::ConstantIndexOp::create(b, loc, u);
+    Value mainEnd = arith::SubIOp::create(b, loc, len, arith::RemUIOp::create(b, loc, len, uV));
+    auto main = scf::ForOp::create(
+        b, loc, c0, mainEnd, uV, ValueRange{gradIn},
+        [&](OpBuilder &lb, Location, Value p0, ValueRange iter) {
+          SmallVector<Loaded> xs;
+          for (int64_t k = 0; k < u; ++k)
+            xs.push_back(loadAt(lb, k == 0 ? p0
+                                           : arith::AddIOp::create(
+                                                 lb, loc, p0,
+                                                 arith::ConstantIndexOp::create(lb, loc, k))
+                                                 .getResult()));
+          Value g = iter[0];
+          SmallVector<Value> das(u), dbs(u);
+          for (int64_t k = 0; k < u; ++k)
+            g = compute(lb, xs[k], g, das[k], dbs[k]);
+          for (int64_t k = 0; k < u; ++k)
+            storeGrads(lb, xs[k].t, das[k], dbs[k]);
+          scf::YieldOp::create(lb, loc, g);
+        });
+    auto rest = scf::ForOp::create(
+        b, loc, mainEnd, len, c1, main.getResults(),
+        [&](OpBuilder &lb, Location, Value p, ValueRange iter) {
+          Loaded x = loadAt(lb, p);
+          Value da, db;
+          Value g = compute(lb, x, iter[0], da, db);
+          storeGrads(lb, x.t, da, db);
+          scf::YieldOp::create(lb, loc, g);
+        });
+    op.getResult().replaceAllUsesWith(rest.getResult(0));
+    op.erase();
+    return;
+  }
+
+  // Jagged.
+  int64_t bl = window.getBlock();
+  bool hasCarry = window.hasCarry();
+  Value blV = arith::ConstantIndexOp::create(b, loc, bl);
+  Value numBlocks = arith::CeilDivUIOp::create(b, loc, len, blV);
+  Value lastIdx = arith::SubIOp::create(b, loc, len, c1);
+  auto idx = [&](OpBuilder &lb, Value base, int64_t k) -> Value {
+    if (k == 0)
+      return base;
+    return arith::AddIOp::create(lb, loc, base, arith::ConstantIndexOp::create(lb, loc, k));
+  };
+  // The local (zero-initialised) state at the end of the full block at `s`.
+  auto localEnd = [&](OpBuilder &lb, Value s) {
+    StateMath m{lb, loc, st};
+    SmallVector<Value> as, xs;
+    for (int64_t k = 0; k < bl; ++k) {
+      Value t = idx(lb, s, k);
+      as.push_back(gateAt(lb, t));
+      xs.push_back(toState(lb, load(lb, op.getInputs(), t)));
+    }
+    Value l = zero;
+    for (int64_t k = 0; k < bl; ++k)
+      l = m.step(as[k], l, xs[k]);
+    return l;
+  };
+  // One block starting at s; `masked`: it may extend past the end (the last,
+  // partial block), whose missing steps act as a = 1, b = 0, dh = 0.
+  auto block = [&](OpBuilder &lb, Value s, Value c, Value sigmaIn, bool masked) {
+    StateMath m{lb, loc, st};
+    SmallVector<Value> ts, valid, as, xs, gs;
+    for (int64_t k = 0; k < bl; ++k) {
+      Value t = idx(lb, s, k);
+      Value v;
+      if (masked) {
+        v = arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::ult, t, len);
+        t = arith::MinUIOp::create(lb, loc, t, lastIdx);
+      }
+      Value a = gateAt(lb, t), x = toState(lb, load(lb, op.getInputs(), t));
+      Value g = toState(lb, load(lb, op.getOutputGrad(), t));
+      if (masked) {
+        a = arith::SelectOp::create(lb, loc, v, a, one);
+        x = arith::SelectOp::create(lb, loc, v, x, zero);
+        g = arith::SelectOp::create(lb, loc, v, g, zero);
+      }
+      ts.push_back(t);
+      valid.push_back(v);
+      as.push_back(a);
+      xs.push_back(x);
+      gs.push_back(g);
+    }
+    // Forward: local states l and the states y of the block's exact recurrence.
+    SmallVector<Value> ls(bl), ys(bl);
+    Value l = zero, r = one;
+    for (int64_t k = 0; k < bl; ++k) {
+      l = m.step(as[k], l, xs[k]);
+      ls[k] = l;
+      if (hasCarry) {
+        r = m.mul(as[k], r);
+        ys[k] = m.step(r, c, l);
+      } else {
+        ys[k] = l;
+      }
+    }
+    // Backward through the block.
+    Value rho = zero, sigma = sigmaIn;
+    SmallVector<Value> das(bl), dbs(bl);
+    for (int64_t k = bl - 1; k >= 0; --k) {
+      if (k < bl - 1) {
+        rho = m.step(as[k + 1], rho, gs[k]);
+        sigma = m.mul(as[k + 1], sigma);
+      } else {
+        rho = gs[k];
+      }
+      Value yPrev = k > 0 ? ys[k - 1] : (hasCarry ? c : zero);
+      Value lPrev = k > 0 ? ls[k - 1] : zero;
+      Value da = m.add(m.mul(rho, yPrev), m.mul(sigma, lPrev));
+      if (logSpace)
+        da = m.mul(da, as[k]);
+      das[k] = da;
+      dbs[k] = m.add(rho, sigma);
+    }
+    for (int64_t k = 0; k < bl; ++k) {
+      if (!writes)
+        break;
+      if (masked) {
+        scf::IfOp::create(lb, loc, valid[k], [&](OpBuilder &ib, Location) {
+          storeGrads(ib, ts[k], das[k], dbs[k]);
+          scf::YieldOp::create(ib, loc);
+        });
+      } else {
+        storeGrads(lb, ts[k], das[k], dbs[k]);
+      }
+    }
+    return m.mul(as[0], rho); // gradient of the carry this block received
+  };
+
+  auto loop = scf::ForOp::create(
+      b, loc, c0, numBlocks, c1, ValueRange{gradIn, zero},
+      [&](OpBuilder &lb, Location, Value jj, ValueRange iter) {
+        Value j = arith::SubIOp::create(lb, loc, arith::SubIOp::create(lb, loc, numBlocks, c1),
+                                        jj);
+        Value s = arith::MulIOp::create(lb, loc, j, blV);
+        Value c = zero;
+        if (hasCarry) {
+          auto prev = scf::IfOp::create(
+              lb, loc, arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::ugt, j, c0),
+              [&](OpBuilder &ib, Location) {
+                scf::YieldOp::create(ib, loc,
+                                     localEnd(ib, arith::SubIOp::create(ib, loc, s, blV)));
+              },
+              [&](OpBuilder &eb, Location) { scf::YieldOp::create(eb, loc, carry); });
+          c = prev.getResult(0);
+        }
+        Value full = arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::ule,
+                                           arith::AddIOp::create(lb, loc, s, blV), len);
+        auto gamma = scf::IfOp::create(
+            lb, loc, full,
+            [&](OpBuilder &ib, Location) {
+              scf::YieldOp::create(ib, loc, block(ib, s, c, iter[0], /*masked=*/false));
+            },
+            [&](OpBuilder &eb, Location) {
+              scf::YieldOp::create(eb, loc, block(eb, s, c, iter[0], /*masked=*/true));
+            });
+        Value g = gamma.getResult(0);
+        // k = 2: the block before receives this block's carry gradient as its
+        // sigma; k = 1: blocks do not talk to each other.
+        scf::YieldOp::create(lb, loc, ValueRange{hasCarry ? g : zero, g});
+      });
+  op.getResult().replaceAllUsesWith(loop.getResult(1));
+  op.erase();
+}
+
 class MixerLowerChannelScanPass
     : public mixer::impl::MixerLowerChannelScanBase<MixerLowerChannelScanPass> {
 public:
@@ -269,6 +508,10 @@ public:
     getOperation().walk([&](ChannelScanOp op) { ops.push_back(op); });
     for (ChannelScanOp op : ops)
       lowerChannelScan(op, unroll);
+    SmallVector<ChannelScanAdjointOp> adjoints;
+    getOperation().walk([&](ChannelScanAdjointOp op) { adjoints.push_back(op); });
+    for (ChannelScanAdjointOp op : adjoints)
+      lowerChannelScanAdjoint(op, unroll);
     // A mixer.scan left here was not tiled: say so instead of emitting
     // code that silently skips it.
     WalkResult res = getOperation().walk([&](ScanOp op) {

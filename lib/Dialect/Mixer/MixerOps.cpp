@@ -180,3 +180,78 @@ LogicalResult ChannelScanOp::verify() {
     return failure();
   return verifyWindowUse(*this, getWindow(), static_cast<bool>(getInitialState()));
 }
+
+//===----------------------------------------------------------------------===//
+// mixer.scan_adjoint
+//===----------------------------------------------------------------------===//
+
+/// The adjoint ops take real element types only (for now).
+static LogicalResult verifyRealState(Operation *op, Type state) {
+  if (!state.isF32() && !state.isF64())
+    return op->emitOpError("the adjoint supports f32 and f64 states only (complex "
+                           "scans differentiate through the tensor-level adjoint), got ")
+           << state;
+  return success();
+}
+
+LogicalResult ScanAdjointOp::verify() {
+  if (getReverse())
+    return emitOpError("reverse scans are not supported by the fused adjoint yet");
+  Type state = getStateElementType();
+  if (failed(verifyRealState(*this, state)))
+    return failure();
+  auto shapeOf = [](Value v) { return cast<ShapedType>(v.getType()).getShape(); };
+  auto gates = cast<MemRefType>(getGates().getType());
+  if (gates.getRank() != 3)
+    return emitOpError() << "gates must have rank 3 ([batch, time, channels]), got rank "
+                         << gates.getRank();
+  ArrayRef<int64_t> seq = gates.getShape();
+  SmallVector<int64_t> st = {seq[0], seq[2]};
+  SmallVector<std::pair<StringRef, Value>> sequences = {
+      {"inputs", getInputs()}, {"states", getStates()}, {"output_grad", getOutputGrad()},
+      {"gates_grad", getGatesGrad()}, {"inputs_grad", getInputsGrad()}};
+  for (auto [name, v] : sequences)
+    if (!compatibleShapes(shapeOf(v), seq))
+      return emitOpError() << name << " must have shape " << shapeString(seq)
+                           << " (like gates), got " << shapeString(shapeOf(v));
+  for (auto [name, v] : {std::pair<StringRef, Value>{"initial_state", getInitialState()},
+                         {"final_grad", getFinalGrad()},
+                         {"initial_state_grad", getInitialStateGrad()}})
+    if (v && !compatibleShapes(shapeOf(v), st))
+      return emitOpError() << name << " must have shape " << shapeString(st)
+                           << " ([batch, channels]), got " << shapeString(shapeOf(v));
+  for (Value v : {getOutputGrad(), getFinalGrad(), getInitialState()})
+    if (v && cast<ShapedType>(v.getType()).getElementType() != state)
+      return emitOpError() << "output_grad, final_grad and initial_state must have the state "
+                              "element type "
+                           << state;
+  if (getInitialStateGrad() && !getInitialState())
+    return emitOpError("init_grad needs the initial_state it is the gradient of");
+  for (Value v : {getGatesGrad(), getInputsGrad(), getInitialStateGrad()})
+    if (v && !isa<FloatType>(cast<ShapedType>(v.getType()).getElementType()))
+      return emitOpError("gradients must have float element types");
+  if (failed(verifyElementTypes(*this, gates.getElementType(),
+                                cast<ShapedType>(getInputs().getType()).getElementType(), state)))
+    return failure();
+  return verifyWindowUse(*this, getWindow(), static_cast<bool>(getInitialState()));
+}
+
+LogicalResult ChannelScanAdjointOp::verify() {
+  Type state = getResult().getType();
+  if (failed(verifyRealState(*this, state)))
+    return failure();
+  if (getWindow().isJagged() && !getInputs())
+    return emitOpError("a jagged window recomputes the local states: it needs inputs");
+  if (getWindow().isGlobal() && !getStates())
+    return emitOpError("a global window needs the forward states");
+  if (static_cast<bool>(getGatesGrad()) != static_cast<bool>(getInputsGrad()))
+    return emitOpError("gates_grad and inputs_grad come together (or neither, for a halo)");
+  for (Value v : {getCarry(), getGradCarry()})
+    if (v && v.getType() != state)
+      return emitOpError() << "carry and grad_carry must have the result type " << state;
+  auto len = cast<MemRefType>(getGates().getType()).getShape();
+  for (Value v : {getInputs(), getStates(), getOutputGrad(), getGatesGrad(), getInputsGrad()})
+    if (v && !compatibleShapes(cast<MemRefType>(v.getType()).getShape(), len))
+      return emitOpError("every series must have the length of gates");
+  return success();
+}

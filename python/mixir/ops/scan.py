@@ -126,7 +126,8 @@ class _Kernel:
     launch and calls libmixir_runtime, which launches on the current torch stream.
     """
 
-    def __init__(self, ir: str, nargs: int, device: torch.device, options: Optional[str] = None):
+    def __init__(self, ir: str, nargs: int, device: torch.device, options: Optional[str] = None,
+                 entry: str = "scan"):
         self.ir = ir
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
@@ -145,7 +146,7 @@ class _Kernel:
         else:
             raise NotImplementedError(f"mixir: no code generation for device {device}")
         proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs))
-        self.fn = proto(self.module.lookup("_mlir_ciface_scan"))
+        self.fn = proto(self.module.lookup(f"_mlir_ciface_{entry}"))
         # Descriptors are refilled per call rather than rebuilt (host overhead).
         self._descs: list = []
         self._ptrs: list = []
@@ -182,10 +183,11 @@ class _Kernel:
 _kernels: dict = {}
 
 
-def _kernel(key, ir: str, nargs: int, device: torch.device, options=None) -> _Kernel:
+def _kernel(key, ir: str, nargs: int, device: torch.device, options=None,
+            entry: str = "scan") -> _Kernel:
     k = _kernels.get(key)
     if k is None:
-        k = _kernels[key] = _Kernel(ir, nargs, device, options)
+        k = _kernels[key] = _Kernel(ir, nargs, device, options, entry)
     return k
 
 
@@ -263,6 +265,55 @@ def _scan_fake(a, b, initial_state, reverse, log_space, block, k):
     return b.new_empty((B, T, D), dtype=state_dtype), b.new_empty((B, D), dtype=state_dtype)
 
 
+def _fused_adjoint_supported(a, b, reverse) -> bool:
+    """The compiled adjoint (mixer.scan_adjoint) covers real, forward scans; complex and
+    reverse scans use the tensor-level adjoint below (the same scans, more passes)."""
+    return not (reverse or a.is_complex() or b.is_complex())
+
+
+def _run_scan_adjoint(a, b, h0, h, grad_h, grad_final, reverse, log_space, w: Window):
+    """One launch of the compiler-derived adjoint: gradients of a, b (in their dtypes)
+    and of the initial state."""
+    state = h.dtype
+    B, T, D = h.shape
+    grad_a, grad_b = torch.empty_like(a), torch.empty_like(b)
+    grad_h0 = torch.empty((B, D), dtype=state, device=h.device) if h0 is not None else None
+    if T == 0 or B == 0 or D == 0:
+        if grad_h0 is not None:
+            grad_h0.copy_(grad_final)
+        return grad_a.zero_(), grad_b.zero_(), grad_h0
+    device = h.device
+    config = gpu_config(D, w) if device.type == "cuda" else None
+    key = ("adjoint", device, a.dtype, b.dtype, w, reverse, log_space, h0 is not None, config)
+    kernel = _kernels.get(key)
+    if kernel is None:
+        ir = scan_ir(_ELEMENT[a.dtype], _ELEMENT[b.dtype], _ELEMENT[state], w, reverse, log_space,
+                     h0 is not None, True)
+        opts = "adjoint=1" + (f" {config}" if config else "")
+        kernel = _kernel(key, ir, 9 if h0 is not None else 7, device, opts, entry="scan_adjoint")
+    args = [a, b] + ([h0] if h0 is not None else []) + [h, grad_h, grad_final, grad_a, grad_b] + \
+        ([grad_h0] if h0 is not None else [])
+    kernel(*args)
+    return grad_a, grad_b, grad_h0
+
+
+@torch.library.custom_op("mixir::scan_backward", mutates_args=(), device_types=("cpu", "cuda"))
+def _scan_backward_op(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor],
+                      h: torch.Tensor, grad_h: torch.Tensor, grad_final: torch.Tensor,
+                      reverse: bool, log_space: bool, block: int, k: int
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of a, b and the initial state (an empty tensor when there is none)."""
+    ga, gb, g0 = _run_scan_adjoint(a, b, initial_state, h, grad_h, grad_final, reverse,
+                                   log_space, _window_of(block, k))
+    return ga, gb, (g0 if g0 is not None else h.new_empty((0,)))
+
+
+@_scan_backward_op.register_fake
+def _scan_backward_fake(a, b, initial_state, h, grad_h, grad_final, reverse, log_space, block, k):
+    g0 = h.new_empty((h.shape[0], h.shape[2])) if initial_state is not None else h.new_empty((0,))
+    return torch.empty_like(a), torch.empty_like(b), g0
+
+
 def _setup_context(ctx, inputs, output):
     a, b, initial_state, reverse, log_space, block, k = inputs
     ctx.flags = (reverse, log_space, block, k)
@@ -303,6 +354,12 @@ def _backward(ctx, grad_h, grad_final):
     if grad_final is None:
         grad_final = torch.zeros((B, D), dtype=state, device=h.device)
     grad_h, grad_final = grad_h.to(state), grad_final.to(state)
+    if _fused_adjoint_supported(a, b, reverse):
+        grad_a, grad_b, grad_init = torch.ops.mixir.scan_backward(
+            a, b, None if h0 is None else h0.to(state), h, grad_h, grad_final, reverse,
+            log_space, block, k)
+        grad_init = grad_init.to(ctx.dtypes[2]) if ctx.has_init else None
+        return grad_a, grad_b, grad_init, None, None, None, None
     gates = a.to(state)
     if log_space:
         gates = gates.exp()

@@ -128,3 +128,31 @@ func.func @window_attr_block() attributes {
   w = #mixer.window<jagged, block = 0, k = 2>} {
   return
 }
+
+// -----
+
+func.func @adjoint_reverse(%a: memref<?x?x?xf32>, %s: memref<?x?xf32>) {
+  // expected-error @+1 {{'mixer.scan_adjoint' op reverse scans are not supported by the fused adjoint yet}}
+  mixer.scan_adjoint global reverse gates(%a : memref<?x?x?xf32>) inputs(%a : memref<?x?x?xf32>)
+      states(%a : memref<?x?x?xf32>) output_grad(%a : memref<?x?x?xf32>)
+      gates_grad(%a : memref<?x?x?xf32>) inputs_grad(%a : memref<?x?x?xf32>)
+  return
+}
+
+// -----
+
+func.func @adjoint_complex(%a: memref<?xcomplex<f32>>, %c: complex<f32>) {
+  // expected-error @+1 {{'mixer.channel_scan_adjoint' op the adjoint supports f32 and f64 states only}}
+  %r = mixer.channel_scan_adjoint global gates(%a : memref<?xcomplex<f32>>) states(%a : memref<?xcomplex<f32>>)
+      output_grad(%a : memref<?xcomplex<f32>>) -> complex<f32>
+  return
+}
+
+// -----
+
+func.func @adjoint_jagged_needs_inputs(%a: memref<?xf32>) {
+  // expected-error @+1 {{'mixer.channel_scan_adjoint' op a jagged window recomputes the local states: it needs inputs}}
+  %r = mixer.channel_scan_adjoint jagged<block = 16, k = 2> gates(%a : memref<?xf32>)
+      output_grad(%a : memref<?xf32>) -> f32
+  return
+}

@@ -58,3 +58,15 @@ func.func @window_attribute() attributes {mixer.w = #mixer.window<jagged, block 
                                           mixer.g = #mixer.window<global>} {
   return
 }
+
+// CHECK-LABEL: func.func @adjoint_ops
+// CHECK:       mixer.scan_adjoint jagged<block = 16, k = 2> log_space gates({{.*}}) inputs({{.*}}) states({{.*}}) output_grad({{.*}}) final_grad({{.*}}) gates_grad({{.*}}) inputs_grad({{.*}}){{$}}
+// CHECK:       mixer.channel_scan_adjoint global gates({{.*}}) states({{.*}}) output_grad({{.*}}) carry(%{{.*}} : f32) grad_carry(%{{.*}} : f32) -> f32
+func.func @adjoint_ops(%a: memref<?x?x?xf32>, %f: memref<?x?xf32>, %v: memref<?xf32>, %c: f32) {
+  mixer.scan_adjoint jagged<block = 16, k = 2> log_space gates(%a : memref<?x?x?xf32>)
+      inputs(%a : memref<?x?x?xf32>) states(%a : memref<?x?x?xf32>) output_grad(%a : memref<?x?x?xf32>)
+      final_grad(%f : memref<?x?xf32>) gates_grad(%a : memref<?x?x?xf32>) inputs_grad(%a : memref<?x?x?xf32>)
+  %r = mixer.channel_scan_adjoint global gates(%v : memref<?xf32>) states(%v : memref<?xf32>)
+      output_grad(%v : memref<?xf32>) carry(%c : f32) grad_carry(%c : f32) -> f32
+  return
+}
