@@ -429,9 +429,9 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
         ys[k] = l;
       }
     }
-    // Backward through the block.
+    // Backward through the block; each step's gradients are stored as soon as
+    // they are known (keeping 2 x BL of them live spills registers).
     Value rho = zero, sigma = sigmaIn;
-    SmallVector<Value> das(bl), dbs(bl);
     for (int64_t k = bl - 1; k >= 0; --k) {
       if (k < bl - 1) {
         rho = m.step(as[k + 1], rho, gs[k]);
@@ -444,19 +444,16 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
       Value da = m.add(m.mul(rho, yPrev), m.mul(sigma, lPrev));
       if (logSpace)
         da = m.mul(da, as[k]);
-      das[k] = da;
-      dbs[k] = m.add(rho, sigma);
-    }
-    for (int64_t k = 0; k < bl; ++k) {
+      Value db = m.add(rho, sigma);
       if (!writes)
-        break;
+        continue;
       if (masked) {
         scf::IfOp::create(lb, loc, valid[k], [&](OpBuilder &ib, Location) {
-          storeGrads(ib, ts[k], das[k], dbs[k]);
+          storeGrads(ib, ts[k], da, db);
           scf::YieldOp::create(ib, loc);
         });
       } else {
-        storeGrads(lb, ts[k], das[k], dbs[k]);
+        storeGrads(lb, ts[k], da, db);
       }
     }
     return m.mul(as[0], rho); // gradient of the carry this block received
