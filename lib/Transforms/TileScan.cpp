@@ -109,73 +109,101 @@ private:
     return zeroOf(b, op.getLoc(), op.getStateElementType());
   }
 
-  LogicalResult tileJagged(ScanOp op) {
-    WindowAttr window = op.getWindow();
-    int64_t blockLen = window.getBlock();
+  /// The indices of one time tile of a jagged scan, inside its scf.parallel.
+  struct JaggedTile {
+    Value d, n, j;      // channel, batch row, tile
+    Value t0, len, end; // [t0, end), len = end - t0
+    Value time, numTiles;
+  };
+
+  /// Emits the scf.parallel over (channel, batch row, tile) shared by a jagged
+  /// scan and its adjoint, and calls `body` inside it.
+  LogicalResult emitJaggedTiles(Operation *op, Value gates, int64_t blockLen,
+                                function_ref<void(OpBuilder &, const JaggedTile &)> body) {
     if (tileSize <= 0 || tileSize % blockLen != 0)
-      return op.emitOpError() << "mixer-tile-scan: tile-size " << static_cast<int64_t>(tileSize)
-                              << " must be a positive multiple of the jagged block "
-                              << blockLen;
+      return op->emitOpError() << "mixer-tile-scan: tile-size " << static_cast<int64_t>(tileSize)
+                               << " must be a positive multiple of the jagged block "
+                               << blockLen;
     OpBuilder b(op);
-    Location loc = op.getLoc();
+    Location loc = op->getLoc();
     TileBuilder tb{b, loc};
-    bool reverse = op.getReverse();
-    Value gates = op.getGates(), inputs = op.getInputs();
     Value c0 = tb.idx(0), c1 = tb.idx(1);
     Value batch = memref::DimOp::create(b, loc, gates, 0);
     Value time = memref::DimOp::create(b, loc, gates, 1);
     Value channels = memref::DimOp::create(b, loc, gates, 2);
-    Value tile = tb.idx(tileSize), blockV = tb.idx(blockLen);
+    Value tile = tb.idx(tileSize);
     Value numTiles = tb.ceilDiv(time, tile);
-
     scf::ParallelOp::create(
         b, loc, ValueRange{c0, c0, c0}, ValueRange{channels, batch, numTiles},
         ValueRange{c1, c1, c1}, [&](OpBuilder &nb, Location, ValueRange ivs) {
           TileBuilder t{nb, loc};
-          Value d = ivs[0], n = ivs[1], j = ivs[2];
-          Value t0 = t.mul(j, tile);
-          Value len = t.min(tile, t.sub(time, t0));
-          Value tileEnd = t.add(t0, len);
-
-          Value carry;
-          if (window.hasCarry()) {
-            // The one block that feeds this tile: before it (forward) or after
-            // it (reverse, where the last block may be partial).
-            Value hasNeighbour = reverse ? t.cmp(arith::CmpIPredicate::ult, tileEnd, time)
-                                         : t.cmp(arith::CmpIPredicate::ugt, j, c0);
-            auto ifOp = scf::IfOp::create(
-                nb, loc, hasNeighbour,
-                [&](OpBuilder &tbld, Location) {
-                  TileBuilder h{tbld, loc};
-                  Value start = reverse ? tileEnd : h.sub(t0, blockV);
-                  Value hlen = reverse ? h.min(blockV, h.sub(time, tileEnd)) : blockV;
-                  auto localOnly = WindowAttr::get(tbld.getContext(), WindowKind::Jagged,
-                                                   blockLen, /*k=*/1);
-                  Value c = channelScan(tbld, op, localOnly, h.series(gates, n, start, hlen, d),
-                                        h.series(inputs, n, start, hlen, d), Value(), Value());
-                  scf::YieldOp::create(tbld, loc, c);
-                },
-                [&](OpBuilder &ebld, Location) {
-                  scf::YieldOp::create(ebld, loc, initialCarry(ebld, op, n, d));
-                });
-            carry = ifOp.getResult(0);
-          }
-
-          Value out = op.getOutput() ? t.series(op.getOutput(), n, t0, len, d) : Value();
-          Value last = channelScan(nb, op, window, t.series(gates, n, t0, len, d),
-                                   t.series(inputs, n, t0, len, d), carry, out);
-          if (Value fin = op.getFinalState()) {
-            // The last tile in processing order holds the final state.
-            Value isLast = reverse ? t.cmp(arith::CmpIPredicate::eq, j, c0)
-                                   : t.cmp(arith::CmpIPredicate::eq, t.add(j, c1), numTiles);
-            scf::IfOp::create(nb, loc, isLast, [&](OpBuilder &tbld, Location) {
-              memref::StoreOp::create(tbld, loc, last, fin, ValueRange{n, d});
-              scf::YieldOp::create(tbld, loc);
-            });
-          }
+          JaggedTile tl{ivs[0], ivs[1], ivs[2], {}, {}, {}, time, numTiles};
+          tl.t0 = t.mul(tl.j, tile);
+          tl.len = t.min(tile, t.sub(time, tl.t0));
+          tl.end = t.add(tl.t0, tl.len);
+          body(nb, tl);
           scf::ReduceOp::create(nb, loc);
         });
     return success();
+  }
+
+  /// The carry a tile receives: the zero-initialised local state of the one
+  /// neighbouring block [start, start + len) when `hasNeighbour`, else
+  /// `fallback` (the initial state). Recomputed from that block's 16 steps.
+  Value neighbourCarry(OpBuilder &b, Location loc, Type state, Value hasNeighbour,
+                       const JaggedTile &tl, Value start, Value len, Value gates, Value inputs,
+                       int64_t blockLen, UnitAttr logSpace, UnitAttr reverse,
+                       function_ref<Value(OpBuilder &)> fallback) {
+    auto ifOp = scf::IfOp::create(
+        b, loc, hasNeighbour,
+        [&](OpBuilder &ib, Location) {
+          TileBuilder h{ib, loc};
+          auto localOnly = WindowAttr::get(ib.getContext(), WindowKind::Jagged, blockLen, 1);
+          Value c = ChannelScanOp::create(ib, loc, state, h.series(gates, tl.n, start, len, tl.d),
+                                          h.series(inputs, tl.n, start, len, tl.d), Value(),
+                                          Value(), localOnly, logSpace, reverse);
+          scf::YieldOp::create(ib, loc, c);
+        },
+        [&](OpBuilder &eb, Location) { scf::YieldOp::create(eb, loc, fallback(eb)); });
+    return ifOp.getResult(0);
+  }
+
+  LogicalResult tileJagged(ScanOp op) {
+    WindowAttr window = op.getWindow();
+    int64_t blockLen = window.getBlock();
+    bool reverse = op.getReverse();
+    Location loc = op.getLoc();
+    Value gates = op.getGates(), inputs = op.getInputs();
+    return emitJaggedTiles(op, gates, blockLen, [&](OpBuilder &nb, const JaggedTile &tl) {
+      TileBuilder t{nb, loc};
+      Value carry;
+      if (window.hasCarry()) {
+        // The one block that feeds this tile: before it (forward) or after it
+        // (reverse, where the last block may be partial).
+        Value blockV = t.idx(blockLen);
+        Value hasNeighbour = reverse ? t.cmp(arith::CmpIPredicate::ult, tl.end, tl.time)
+                                     : t.cmp(arith::CmpIPredicate::ugt, tl.j, t.idx(0));
+        Value start = reverse ? tl.end : t.sub(tl.t0, blockV);
+        Value hlen = reverse ? t.min(blockV, t.sub(tl.time, tl.end)) : blockV;
+        carry = neighbourCarry(nb, loc, op.getStateElementType(), hasNeighbour, tl, start, hlen,
+                               gates, inputs, blockLen, op.getLogSpaceAttr(),
+                               op.getReverseAttr(),
+                               [&](OpBuilder &eb) { return initialCarry(eb, op, tl.n, tl.d); });
+      }
+      Value out = op.getOutput() ? t.series(op.getOutput(), tl.n, tl.t0, tl.len, tl.d) : Value();
+      Value last = channelScan(nb, op, window, t.series(gates, tl.n, tl.t0, tl.len, tl.d),
+                               t.series(inputs, tl.n, tl.t0, tl.len, tl.d), carry, out);
+      if (Value fin = op.getFinalState()) {
+        // The last tile in processing order holds the final state.
+        Value isLast = reverse ? t.cmp(arith::CmpIPredicate::eq, tl.j, t.idx(0))
+                               : t.cmp(arith::CmpIPredicate::eq, t.add(tl.j, t.idx(1)),
+                                       tl.numTiles);
+        scf::IfOp::create(nb, loc, isLast, [&](OpBuilder &tbld, Location) {
+          memref::StoreOp::create(tbld, loc, last, fin, ValueRange{tl.n, tl.d});
+          scf::YieldOp::create(tbld, loc);
+        });
+      }
+    });
   }
 
   /// A scalar of `op`'s state type read from a [B, D] operand, or zero.
@@ -247,84 +275,53 @@ private:
   LogicalResult tileJaggedAdjoint(ScanAdjointOp op) {
     WindowAttr window = op.getWindow();
     int64_t blockLen = window.getBlock();
-    if (tileSize <= 0 || tileSize % blockLen != 0)
-      return op.emitOpError() << "mixer-tile-scan: tile-size " << static_cast<int64_t>(tileSize)
-                              << " must be a positive multiple of the jagged block "
-                              << blockLen;
-    OpBuilder b(op);
     Location loc = op.getLoc();
-    TileBuilder tb{b, loc};
     Type st = op.getStateElementType();
-    Value c0 = tb.idx(0), c1 = tb.idx(1);
     Value gates = op.getGates(), inputs = op.getInputs();
-    Value batch = memref::DimOp::create(b, loc, gates, 0);
-    Value time = memref::DimOp::create(b, loc, gates, 1);
-    Value channels = memref::DimOp::create(b, loc, gates, 2);
-    Value tile = tb.idx(tileSize), blockV = tb.idx(blockLen);
-    Value numTiles = tb.ceilDiv(time, tile);
-    scf::ParallelOp::create(
-        b, loc, ValueRange{c0, c0, c0}, ValueRange{channels, batch, numTiles},
-        ValueRange{c1, c1, c1}, [&](OpBuilder &nb, Location, ValueRange ivs) {
-          TileBuilder t{nb, loc};
-          Value d = ivs[0], n = ivs[1], j = ivs[2];
-          Value t0 = t.mul(j, tile);
-          Value len = t.min(tile, t.sub(time, t0));
-          Value tileEnd = t.add(t0, len);
-          Value carry;
-          if (window.hasCarry()) {
-            auto ifOp = scf::IfOp::create(
-                nb, loc, t.cmp(arith::CmpIPredicate::ugt, j, c0),
-                [&](OpBuilder &ib, Location) {
-                  TileBuilder h{ib, loc};
-                  Value start = h.sub(t0, blockV);
-                  auto localOnly = WindowAttr::get(ib.getContext(), WindowKind::Jagged,
-                                                   blockLen, /*k=*/1);
-                  Value c = ChannelScanOp::create(
-                      ib, loc, st, h.series(gates, n, start, blockV, d),
-                      h.series(inputs, n, start, blockV, d), Value(), Value(), localOnly,
-                      op.getLogSpaceAttr(), UnitAttr());
-                  scf::YieldOp::create(ib, loc, c);
-                },
-                [&](OpBuilder &eb, Location) {
-                  scf::YieldOp::create(eb, loc,
-                                       loadOrZero(eb, loc, op.getInitialState(), st, n, d));
-                });
-            carry = ifOp.getResult(0);
-          }
-          // Gradient entering the tile's last step from the right.
-          auto gradIn = scf::IfOp::create(
-              nb, loc, t.cmp(arith::CmpIPredicate::ult, tileEnd, time),
-              [&](OpBuilder &ib, Location) {
-                Value g = zeroOf(ib, loc, st);
-                if (window.hasCarry()) {
-                  TileBuilder h{ib, loc};
-                  Value hlen = h.min(blockV, h.sub(time, tileEnd));
-                  auto view = [&](Value x) { return h.series(x, n, tileEnd, hlen, d); };
-                  g = ChannelScanAdjointOp::create(
-                      ib, loc, st, view(gates), view(inputs), Value(), view(op.getOutputGrad()),
-                      zeroOf(ib, loc, st), zeroOf(ib, loc, st), Value(), Value(),
-                      op.getWindowAttr(), op.getLogSpaceAttr());
-                }
-                scf::YieldOp::create(ib, loc, g);
-              },
-              [&](OpBuilder &eb, Location) {
-                scf::YieldOp::create(eb, loc, loadOrZero(eb, loc, op.getFinalGrad(), st, n, d));
-              });
-          auto view = [&](Value x) { return t.series(x, n, t0, len, d); };
-          Value out = ChannelScanAdjointOp::create(
-              nb, loc, st, view(gates), view(inputs), Value(), view(op.getOutputGrad()), carry,
-              gradIn.getResult(0), view(op.getGatesGrad()), view(op.getInputsGrad()),
-              op.getWindowAttr(), op.getLogSpaceAttr());
-          if (Value dInit = op.getInitialStateGrad()) {
-            scf::IfOp::create(nb, loc, t.cmp(arith::CmpIPredicate::eq, j, c0),
-                              [&](OpBuilder &ib, Location) {
-                                memref::StoreOp::create(ib, loc, out, dInit, ValueRange{n, d});
-                                scf::YieldOp::create(ib, loc);
-                              });
-          }
-          scf::ReduceOp::create(nb, loc);
-        });
-    return success();
+    return emitJaggedTiles(op, gates, blockLen, [&](OpBuilder &nb, const JaggedTile &tl) {
+      TileBuilder t{nb, loc};
+      Value blockV = t.idx(blockLen);
+      Value carry;
+      if (window.hasCarry())
+        carry = neighbourCarry(
+            nb, loc, st, t.cmp(arith::CmpIPredicate::ugt, tl.j, t.idx(0)), tl,
+            t.sub(tl.t0, blockV), blockV, gates, inputs, blockLen, op.getLogSpaceAttr(),
+            UnitAttr(), [&](OpBuilder &eb) {
+              return loadOrZero(eb, loc, op.getInitialState(), st, tl.n, tl.d);
+            });
+      // Gradient entering the tile's last step from the right: the next
+      // block's carry gradient (recomputed), or the final-state gradient.
+      auto gradIn = scf::IfOp::create(
+          nb, loc, t.cmp(arith::CmpIPredicate::ult, tl.end, tl.time),
+          [&](OpBuilder &ib, Location) {
+            Value g = zeroOf(ib, loc, st);
+            if (window.hasCarry()) {
+              TileBuilder h{ib, loc};
+              Value hlen = h.min(blockV, h.sub(tl.time, tl.end));
+              auto view = [&](Value x) { return h.series(x, tl.n, tl.end, hlen, tl.d); };
+              g = ChannelScanAdjointOp::create(
+                  ib, loc, st, view(gates), view(inputs), Value(), view(op.getOutputGrad()),
+                  zeroOf(ib, loc, st), zeroOf(ib, loc, st), Value(), Value(),
+                  op.getWindowAttr(), op.getLogSpaceAttr());
+            }
+            scf::YieldOp::create(ib, loc, g);
+          },
+          [&](OpBuilder &eb, Location) {
+            scf::YieldOp::create(eb, loc, loadOrZero(eb, loc, op.getFinalGrad(), st, tl.n, tl.d));
+          });
+      auto view = [&](Value x) { return t.series(x, tl.n, tl.t0, tl.len, tl.d); };
+      Value out = ChannelScanAdjointOp::create(
+          nb, loc, st, view(gates), view(inputs), Value(), view(op.getOutputGrad()), carry,
+          gradIn.getResult(0), view(op.getGatesGrad()), view(op.getInputsGrad()),
+          op.getWindowAttr(), op.getLogSpaceAttr());
+      if (Value dInit = op.getInitialStateGrad()) {
+        scf::IfOp::create(nb, loc, t.cmp(arith::CmpIPredicate::eq, tl.j, t.idx(0)),
+                          [&](OpBuilder &ib, Location) {
+                            memref::StoreOp::create(ib, loc, out, dInit, ValueRange{tl.n, tl.d});
+                            scf::YieldOp::create(ib, loc);
+                          });
+      }
+    });
   }
 
   LogicalResult tileGlobal(ScanOp op) {

@@ -9,14 +9,14 @@
 // (k = 1); the first tile takes initial_state. The last tile writes the final state.
 // CHECK-LABEL: func.func @jagged
 // CHECK:       %[[T:.*]] = memref.dim %{{.*}}, %c1
-// CHECK-DAG:   %[[C64:.*]] = arith.constant 64 : index
-// CHECK-DAG:   %[[C16:.*]] = arith.constant 16 : index
+// CHECK:       %[[C64:.*]] = arith.constant 64 : index
 // CHECK:       %[[NT:.*]] = arith.ceildivui %[[T]], %[[C64]]
 // CHECK:       scf.parallel (%[[D:.*]], %[[N:.*]], %[[J:.*]]) = {{.*}} to ({{.*}}, {{.*}}, %[[NT]])
 // CHECK:         %[[T0:.*]] = arith.muli %[[J]], %[[C64]]
+// CHECK:         %[[C16:.*]] = arith.constant 16 : index
 // CHECK:         %[[HAS:.*]] = arith.cmpi ugt, %[[J]], %c0
+// CHECK:         %[[PREV:.*]] = arith.subi %[[T0]], %[[C16]]
 // CHECK:         %[[CARRY:.*]] = scf.if %[[HAS]] -> (f32) {
-// CHECK:           %[[PREV:.*]] = arith.subi %[[T0]], %[[C16]]
 // CHECK:           memref.subview %{{.*}}[%[[N]], %[[PREV]], %[[D]]] [1, %[[C16]], 1] [1, 1, 1]
 // CHECK:           %[[C:.*]] = mixer.channel_scan jagged<block = 16, k = 1> gates
 // CHECK-NOT:       outs
@@ -43,8 +43,9 @@ func.func @jagged(%a: !seq, %b: !seq, %h0: !st, %h: !seq, %f: !st) {
 // CHECK-LABEL: func.func @jagged_reverse
 // CHECK:         %[[END:.*]] = arith.addi
 // CHECK:         %[[HAS:.*]] = arith.cmpi ult, %[[END]], %{{.*}}
+// CHECK:         %[[HLEN:.*]] = arith.minui %c16
 // CHECK:         scf.if %[[HAS]] -> (f32) {
-// CHECK:           arith.minui %c16
+// CHECK:           memref.subview %{{.*}}[%{{.*}}, %[[END]], %{{.*}}] [1, %[[HLEN]], 1]
 // CHECK:           mixer.channel_scan jagged<block = 16, k = 1> reverse
 // CHECK:         } else {
 // CHECK:           arith.constant 0.000000e+00 : f32

@@ -14,6 +14,7 @@ import torch
 
 import mixir
 from mixir.reference import scan_ref
+from scan_inputs import random_scan_inputs
 
 TOL = {torch.float32: 1e-5, torch.complex64: 1e-5, torch.float64: 1e-12, torch.complex128: 1e-12}
 WINDOWS = {"global": None, "jagged1": mixir.ops.jagged(k=1), "jagged2": mixir.ops.jagged(k=2)}
@@ -27,23 +28,7 @@ def rel_err(x: torch.Tensor, ref: np.ndarray) -> float:
 
 
 def make_inputs(B, T, D, dtype, log_space, gen):
-    """Gates with |a| in (0, 1) (sigmoid of N(0,1)), inputs N(0,1)."""
-    real = torch.float64 if dtype in (torch.float64, torch.complex128) else torch.float32
-    mag = torch.sigmoid(torch.randn(B, T, D, generator=gen, dtype=torch.float64))
-    if dtype.is_complex:
-        phase = torch.rand(B, T, D, generator=gen, dtype=torch.float64) * 2 * math.pi
-        a = torch.polar(mag, phase)
-        if log_space:
-            a = torch.complex(mag.log(), phase)
-        b = torch.complex(torch.randn(B, T, D, generator=gen, dtype=torch.float64),
-                          torch.randn(B, T, D, generator=gen, dtype=torch.float64))
-    else:
-        a = mag.log() if log_space else mag
-        b = torch.randn(B, T, D, generator=gen, dtype=torch.float64)
-    h0 = torch.randn(B, D, generator=gen, dtype=torch.float64)
-    if dtype.is_complex:
-        h0 = torch.complex(h0, torch.randn(B, D, generator=gen, dtype=torch.float64))
-    return a.to(dtype), b.to(dtype), h0.to(dtype)
+    return random_scan_inputs(B, T, D, dtype, log_space, int(gen.initial_seed()))
 
 
 def window_ref(w):

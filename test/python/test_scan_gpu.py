@@ -14,6 +14,7 @@ import torch
 import mixir
 from mixir import _runtime
 from mixir.reference import scan_ref, scan_ref_torch
+from scan_inputs import random_scan_inputs
 
 pytestmark = pytest.mark.gpu
 
@@ -32,19 +33,8 @@ def rel_err(x, ref):
     return float(torch.linalg.vector_norm(x - ref) / torch.linalg.vector_norm(ref))
 
 
-def make(B, T, D, dtype, log_space, seed, device="cuda"):
-    g = torch.Generator().manual_seed(seed)
-    mag = torch.sigmoid(torch.randn(B, T, D, dtype=torch.float64, generator=g))
-    if dtype.is_complex:
-        ph = torch.randn(B, T, D, dtype=torch.float64, generator=g)
-        a = torch.complex(mag.log(), ph) if log_space else torch.polar(mag, ph)
-        b = torch.randn(B, T, D, dtype=torch.complex128, generator=g)
-        h0 = torch.randn(B, D, dtype=torch.complex128, generator=g)
-    else:
-        a = mag.log() if log_space else mag
-        b = torch.randn(B, T, D, dtype=torch.float64, generator=g)
-        h0 = torch.randn(B, D, dtype=torch.float64, generator=g)
-    return a.to(dtype).to(device), b.to(dtype).to(device), h0.to(dtype).to(device)
+def make(B, T, D, dtype, log_space, seed):
+    return random_scan_inputs(B, T, D, dtype, log_space, seed, device="cuda")
 
 
 def check(a, b, h0, w, reverse, log_space, tol):

@@ -11,6 +11,7 @@ import torch
 
 import mixir
 from mixir.reference import scan_ref, scan_ref_torch
+from scan_inputs import random_scan_inputs
 
 WINDOWS = {"global": None, "jagged1": mixir.ops.jagged(block=8, k=1),
            "jagged2": mixir.ops.jagged(block=8, k=2)}
@@ -21,20 +22,11 @@ def ref_window(w):
 
 
 def inputs(T, complex_, log_space, with_init, seed):
-    g = torch.Generator().manual_seed(seed)
-    B, D = 2, 3
-    mag = torch.sigmoid(torch.randn(B, T, D, dtype=torch.float64, generator=g))
-    if complex_:
-        ph = torch.randn(B, T, D, dtype=torch.float64, generator=g)
-        a = torch.complex(mag.log(), ph) if log_space else torch.polar(mag, ph)
-        b = torch.randn(B, T, D, dtype=torch.complex128, generator=g)
-        h0 = torch.randn(B, D, dtype=torch.complex128, generator=g)
-    else:
-        a = mag.log() if log_space else mag
-        b = torch.randn(B, T, D, dtype=torch.float64, generator=g)
-        h0 = torch.randn(B, D, dtype=torch.float64, generator=g)
-    wh = torch.randn(B, T, D, dtype=b.dtype, generator=g)
-    wf = torch.randn(B, D, dtype=b.dtype, generator=g)
+    dtype = torch.complex128 if complex_ else torch.float64
+    a, b, h0 = random_scan_inputs(2, T, 3, dtype, log_space, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    wh = torch.randn(2, T, 3, dtype=dtype, generator=g)
+    wf = torch.randn(2, 3, dtype=dtype, generator=g)
     return a, b, (h0 if with_init else None), wh, wf
 
 

@@ -104,6 +104,13 @@ struct StateMath {
   Value step(Value a, Value h, Value u) { return add(mul(a, h), u); }
 };
 
+/// base + k as an index (base itself for k = 0): the steps of an unrolled body.
+Value offsetIndex(OpBuilder &b, Location loc, Value base, int64_t k) {
+  if (k == 0)
+    return base;
+  return arith::AddIOp::create(b, loc, base, arith::ConstantIndexOp::create(b, loc, k));
+}
+
 void lowerChannelScan(ChannelScanOp op, int64_t unroll) {
   OpBuilder b(op);
   Location loc = op.getLoc();
@@ -232,12 +239,8 @@ void lowerChannelScan(ChannelScanOp op, int64_t unroll) {
         SmallVector<Value> is;
         SmallVector<Loaded> xs;
         for (int64_t k = 0; k < u; ++k) {
-          Value i = k == 0 ? i0
-                           : arith::AddIOp::create(lb, loc, i0,
-                                                   arith::ConstantIndexOp::create(lb, loc, k))
-                                 .getResult();
-          is.push_back(i);
-          xs.push_back(loadStep(lb, i));
+          is.push_back(offsetIndex(lb, loc, i0, k));
+          xs.push_back(loadStep(lb, is.back()));
         }
         SmallVector<Value> cur(iter.begin(), iter.end()), ys;
         for (int64_t k = 0; k < u; ++k) {
@@ -339,11 +342,7 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
         [&](OpBuilder &lb, Location, Value p0, ValueRange iter) {
           SmallVector<Loaded> xs;
           for (int64_t k = 0; k < u; ++k)
-            xs.push_back(loadAt(lb, k == 0 ? p0
-                                           : arith::AddIOp::create(
-                                                 lb, loc, p0,
-                                                 arith::ConstantIndexOp::create(lb, loc, k))
-                                                 .getResult()));
+            xs.push_back(loadAt(lb, offsetIndex(lb, loc, p0, k)));
           Value g = iter[0];
           SmallVector<Value> das(u), dbs(u);
           for (int64_t k = 0; k < u; ++k)
@@ -372,11 +371,7 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
   Value blV = arith::ConstantIndexOp::create(b, loc, bl);
   Value numBlocks = arith::CeilDivUIOp::create(b, loc, len, blV);
   Value lastIdx = arith::SubIOp::create(b, loc, len, c1);
-  auto idx = [&](OpBuilder &lb, Value base, int64_t k) -> Value {
-    if (k == 0)
-      return base;
-    return arith::AddIOp::create(lb, loc, base, arith::ConstantIndexOp::create(lb, loc, k));
-  };
+  auto idx = [&](OpBuilder &lb, Value base, int64_t k) { return offsetIndex(lb, loc, base, k); };
   // The local (zero-initialised) state at the end of the full block at `s`.
   auto localEnd = [&](OpBuilder &lb, Value s) {
     StateMath m{lb, loc, st};
