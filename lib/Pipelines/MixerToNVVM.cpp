@@ -41,12 +41,12 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
       "gpu-kernel-outlining,"
       "nvvm-attach-target{{chip={2} features={3} O=3},"
       "gpu.module(arith-expand,expand-strided-metadata,lower-affine,convert-scf-to-cf,"
-      "convert-gpu-to-nvvm,canonicalize,cse,reconcile-unrealized-casts),"
+      "convert-gpu-to-nvvm{{index-bitwidth={10}},canonicalize,cse,reconcile-unrealized-casts),"
       "gpu-module-to-binary{{format={4} toolkit={5}}",
       options.tileSize.getValue(), options.blockSize.getValue(), options.chip.getValue(),
       options.features.getValue(), options.format.getValue(), toolkit,
       options.blockY.getValue(), options.blockZ.getValue(), options.unroll.getValue(),
-      options.adjoint ? "mixer-scan-adjoint," : "");
+      options.adjoint ? "mixer-scan-adjoint," : "", options.indexBitwidth.getValue());
   if (options.host)
     text += "," + hostToLLVMPipeline(/*gpuLaunches=*/true);
   if (failed(parsePassPipeline(text, pm, llvm::errs())))

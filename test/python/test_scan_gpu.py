@@ -176,3 +176,21 @@ def test_libraries_coexist_with_triton():
     m = mixir.compile(scan_ir("f32", "f32", "f32", mixir.ops.jagged(), False,
                                              False, False, True), target="sm_90a")
     assert ".entry scan_kernel" in m.ptx
+
+
+def test_offsets_beyond_int32_take_64bit_kernels():
+    """Kernels index in 32 bits only when every offset fits; a view reaching past 2^31
+    elements must take the 64-bit kernels and still be right."""
+    from mixir.ops.scan import _fits_int32
+    big = torch.empty(2**31 + 64, dtype=torch.bfloat16, device="cuda")   # 4 GiB
+    T, D, far = 3, 16, 2**31 - 8                                          # time stride > 2^31 / 3
+    a = big.as_strided((1, T, D), (0, far // 2, 1))
+    b = big.as_strided((1, T, D), (0, far // 2, 1), storage_offset=32)
+    assert not _fits_int32(a, b)
+    # a and b overlap in storage (b is a shifted view of a): fill once, read both.
+    big[: (far // 2) * (T - 1) + D + 64].uniform_(0.1, 0.9)
+    h, hT = mixir.ops.scan(a, b, window=WINDOWS["jagged2"], output_final_state=True)
+    ref, rf = scan_ref(a.cpu(), b.cpu(), None, window=wref(WINDOWS["jagged2"]))
+    assert rel_err(h, ref) <= 1e-5 and rel_err(hT, rf) <= 1e-5
+    del big
+    torch.cuda.empty_cache()

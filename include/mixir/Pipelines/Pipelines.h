@@ -60,6 +60,11 @@ struct MixerToNVVMOptions : public PassPipelineOptions<MixerToNVVMOptions> {
   PassOptions::Option<bool> adjoint{
       *this, "adjoint", llvm::cl::desc("Also derive @f_adjoint for every @f (mixer-scan-adjoint)"),
       llvm::cl::init(false)};
+  PassOptions::Option<int64_t> indexBitwidth{
+      *this, "index-bitwidth",
+      llvm::cl::desc("Index width inside kernels: 32 halves address registers and is valid "
+                     "when every element offset of every operand is below 2^31"),
+      llvm::cl::init(64)};
   PassOptions::Option<bool> host{
       *this, "host",
       llvm::cl::desc("Also lower the host side to LLVM: the launches become calls of the "

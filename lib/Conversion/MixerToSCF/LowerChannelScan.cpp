@@ -411,46 +411,48 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
       xs.push_back(x);
       gs.push_back(g);
     }
-    // Forward: local states l and the states y of the block's exact recurrence.
-    SmallVector<Value> ls(bl), ys(bl);
-    Value l = zero, r = one;
-    for (int64_t k = 0; k < bl; ++k) {
-      l = m.step(as[k], l, xs[k]);
-      ls[k] = l;
-      if (hasCarry) {
-        r = m.mul(as[k], r);
-        ys[k] = m.step(r, c, l);
-      } else {
-        ys[k] = l;
-      }
+    // Reverse pass first: the adjoints rho (the block's exact recurrence, from
+    // dh) and sigma (the local state handed to the next block, from sigmaIn).
+    SmallVector<Value> rhos(bl), sigmas(bl);
+    Value rho = gs[bl - 1], sigma = sigmaIn;
+    rhos[bl - 1] = rho;
+    sigmas[bl - 1] = sigma;
+    for (int64_t k = bl - 2; k >= 0; --k) {
+      rho = m.step(as[k + 1], rho, gs[k]);
+      sigma = m.mul(as[k + 1], sigma);
+      rhos[k] = rho;
+      sigmas[k] = sigma;
     }
-    // Backward through the block; each step's gradients are stored as soon as
-    // they are known (keeping 2 x BL of them live spills registers).
-    Value rho = zero, sigma = sigmaIn;
-    for (int64_t k = bl - 1; k >= 0; --k) {
-      if (k < bl - 1) {
-        rho = m.step(as[k + 1], rho, gs[k]);
-        sigma = m.mul(as[k + 1], sigma);
-      } else {
-        rho = gs[k];
-      }
-      Value yPrev = k > 0 ? ys[k - 1] : (hasCarry ? c : zero);
-      Value lPrev = k > 0 ? ls[k - 1] : zero;
-      Value da = m.add(m.mul(rho, yPrev), m.mul(sigma, lPrev));
+    // Then forward: the local states l and the exact states y are recomputed
+    // step by step and each step's gradients stored at once, so only the
+    // adjoints stay live across the block (fewer registers than keeping l and
+    // y for a backward sweep).
+    Value l = zero, r = one, yPrev = hasCarry ? c : zero, lPrev = zero;
+    for (int64_t k = 0; k < bl; ++k) {
+      Value da = m.add(m.mul(rhos[k], yPrev), m.mul(sigmas[k], lPrev));
       if (logSpace)
         da = m.mul(da, as[k]);
-      Value db = m.add(rho, sigma);
-      if (!writes)
-        continue;
-      if (masked) {
-        scf::IfOp::create(lb, loc, valid[k], [&](OpBuilder &ib, Location) {
-          storeGrads(ib, ts[k], da, db);
-          scf::YieldOp::create(ib, loc);
-        });
-      } else {
-        storeGrads(lb, ts[k], da, db);
+      Value db = m.add(rhos[k], sigmas[k]);
+      if (writes) {
+        if (masked) {
+          scf::IfOp::create(lb, loc, valid[k], [&](OpBuilder &ib, Location) {
+            storeGrads(ib, ts[k], da, db);
+            scf::YieldOp::create(ib, loc);
+          });
+        } else {
+          storeGrads(lb, ts[k], da, db);
+        }
       }
+      l = m.step(as[k], l, xs[k]);
+      if (hasCarry) {
+        r = m.mul(as[k], r);
+        yPrev = m.step(r, c, l);
+      } else {
+        yPrev = l;
+      }
+      lPrev = l;
     }
+    rho = rhos[0];
     return m.mul(as[0], rho); // gradient of the carry this block received
   };
 

@@ -191,6 +191,20 @@ def _kernel(key, ir: str, nargs: int, device: torch.device, options=None,
     return k
 
 
+_INT32_MAX = 2**31 - 1
+
+
+def _fits_int32(*tensors) -> bool:
+    """Whether every element offset of every operand fits in int32 (then kernels index
+    in 32 bits: half the address registers; the adjoint stops spilling)."""
+    for t in tensors:
+        if t is None:
+            continue
+        if sum((n - 1) * st for n, st in zip(t.shape, t.stride()) if n > 0) > _INT32_MAX:
+            return False
+    return True
+
+
 def gpu_config(channels: int, w: Window) -> str:
     """Thread-block shape for `channels` (strategy; the pipeline is the mechanism).
 
@@ -218,7 +232,11 @@ def _run_scan(a, b, initial_state, reverse, log_space, w: Window):
         return h, final
     has_init = initial_state is not None
     device = b.device
-    config = gpu_config(D, w) if device.type == "cuda" else None
+    config = None
+    if device.type == "cuda":
+        config = gpu_config(D, w)
+        if _fits_int32(a, b, h):
+            config += " index-bitwidth=32"
     key = (device, a.dtype, b.dtype, w, reverse, log_space, has_init, config)
     kernel = _kernels.get(key)
     if kernel is None:
@@ -283,7 +301,11 @@ def _run_scan_adjoint(a, b, h0, h, grad_h, grad_final, reverse, log_space, w: Wi
             grad_h0.copy_(grad_final)
         return grad_a.zero_(), grad_b.zero_(), grad_h0
     device = h.device
-    config = gpu_config(D, w) if device.type == "cuda" else None
+    config = None
+    if device.type == "cuda":
+        config = gpu_config(D, w)
+        if _fits_int32(a, b, h, grad_h, grad_a, grad_b):
+            config += " index-bitwidth=32"
     key = ("adjoint", device, a.dtype, b.dtype, w, reverse, log_space, h0 is not None, config)
     kernel = _kernels.get(key)
     if kernel is None:
