@@ -9,6 +9,7 @@ so any [batch, time, channels] view works, contiguous or not.
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -62,6 +63,7 @@ _WIDE = {torch.float16: 16, torch.bfloat16: 16, torch.float32: 32, torch.float64
          torch.complex64: 32, torch.complex128: 64}
 
 
+@functools.lru_cache(maxsize=None)
 def _state_dtype(*dtypes: torch.dtype) -> torch.dtype:
     """fp32 state for 16/32-bit inputs, fp64 for 64-bit, complex if any input is."""
     wide = max(_WIDE[d] for d in dtypes) == 64
@@ -476,9 +478,9 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
     if cu_seqlens is not None:
         return _scan_varlen(a, b, initial_state, bool(reverse), bool(log_space), w,
                             output_final_state, cu_seqlens)
-    state_dtype = _state_dtype(a.dtype, b.dtype)
     B, T, D = b.shape
     if initial_state is not None:
+        state_dtype = _state_dtype(a.dtype, b.dtype)
         _check_tensor("initial_state", initial_state, 2, f"[batch, channels] = {[B, D]}")
         if tuple(initial_state.shape) != (B, D):
             raise ValueError(f"mixir.ops.scan: initial_state must have shape {(B, D)}, got "
