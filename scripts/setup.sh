@@ -47,7 +47,7 @@ fi
 say "building"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DMLIR_DIR=$LLVM_PREFIX/lib/cmake/mlir -DLLVM_EXTERNAL_LIT=$LLVM_PREFIX/bin/lit >/dev/null
-ninja -C build mixer-opt mixir_c mixir_runtime mixir-capi-test
+ninja -C build
 
 # 4. The Python package, editable: importable from anywhere.
 $PY -m pip install -q --no-deps -e python

@@ -56,3 +56,15 @@ def test_devices():
     h, hT = mixir.ops.scan(m, m, output_final_state=True)
     assert h.device.type == "meta" and h.shape == (3, 5, 2) and h.dtype == torch.float32
     assert hT.shape == (3, 2)
+
+
+def test_cpp_ops_are_used_when_built():
+    """A built libmixir_torch.so must be the op implementation (not a silent fallback)."""
+    import os
+    import sys
+    mod = sys.modules["mixir.ops.scan"]
+    built = os.path.exists(os.path.join(os.path.dirname(mixir.__file__), "_lib", "libmixir_torch.so"))
+    if os.environ.get("MIXIR_PYTHON_OPS") == "1" or not built:
+        assert not mod.CPP_OPS
+    else:
+        assert mod.CPP_OPS

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import threading
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -213,9 +214,13 @@ def gpu_config(channels: int, w: Window) -> str:
     Channels go on threadIdx.x (coalesced). Below 128 channels the rest of a
     128-thread block is filled with time tiles (jagged: independent) or batch
     rows (global), so narrow layouts such as 16 channels per head stay busy."""
-    x = 128
+    x = 128  # the same bucket as channelBucket in runtime/torch/ScanOps.cpp
     while x > 16 and x // 2 >= channels:
         x //= 2
+    return _config_for_bucket(x, w)
+
+
+def _config_for_bucket(x: int, w: Window) -> str:
     rest = 128 // x
     if rest == 1:
         return "block-size=128"
@@ -267,18 +272,15 @@ def _window_of(block: int, k: int) -> Window:
     return Window() if block == 0 else Window("jagged", block, k)
 
 
-@torch.library.custom_op("mixir::scan", mutates_args=(), device_types=("cpu", "cuda"))
-def _scan_op(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor],
-             reverse: bool, log_space: bool, block: int, k: int
-             ) -> Tuple[torch.Tensor, torch.Tensor]:
-    return _run_scan(a, b, initial_state, reverse, log_space, _window_of(block, k))
-
-
-@_scan_op.register_fake
 def _scan_fake(a, b, initial_state, reverse, log_space, block, k):
     state_dtype = _state_dtype(a.dtype, b.dtype)
     B, T, D = b.shape
     return b.new_empty((B, T, D), dtype=state_dtype), b.new_empty((B, D), dtype=state_dtype)
+
+
+def _scan_backward_fake(a, b, initial_state, h, grad_h, grad_final, reverse, log_space, block, k):
+    g0 = h.new_empty((h.shape[0], h.shape[2])) if initial_state is not None else h.new_empty((0,))
+    return torch.empty_like(a), torch.empty_like(b), g0
 
 
 def _fused_adjoint_supported(a, b, reverse) -> bool:
@@ -319,21 +321,16 @@ def _run_scan_adjoint(a, b, h0, h, grad_h, grad_final, reverse, log_space, w: Wi
     return grad_a, grad_b, grad_h0
 
 
-@torch.library.custom_op("mixir::scan_backward", mutates_args=(), device_types=("cpu", "cuda"))
-def _scan_backward_op(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor],
-                      h: torch.Tensor, grad_h: torch.Tensor, grad_final: torch.Tensor,
-                      reverse: bool, log_space: bool, block: int, k: int
-                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _scan_python_impl(a, b, initial_state, reverse, log_space, block, k):
+    return _run_scan(a, b, initial_state, reverse, log_space, _window_of(block, k))
+
+
+def _scan_backward_python_impl(a, b, initial_state, h, grad_h, grad_final, reverse, log_space,
+                               block, k):
     """Gradients of a, b and the initial state (an empty tensor when there is none)."""
     ga, gb, g0 = _run_scan_adjoint(a, b, initial_state, h, grad_h, grad_final, reverse,
                                    log_space, _window_of(block, k))
     return ga, gb, (g0 if g0 is not None else h.new_empty((0,)))
-
-
-@_scan_backward_op.register_fake
-def _scan_backward_fake(a, b, initial_state, h, grad_h, grad_final, reverse, log_space, block, k):
-    g0 = h.new_empty((h.shape[0], h.shape[2])) if initial_state is not None else h.new_empty((0,))
-    return torch.empty_like(a), torch.empty_like(b), g0
 
 
 def _setup_context(ctx, inputs, output):
@@ -394,7 +391,7 @@ def _backward(ctx, grad_h, grad_final):
     conj = (lambda x: x.conj()) if gates.is_complex() else (lambda x: x)
 
     if w.kind == "global":
-        lam, _ = _scan_op(shifted, grad_h, grad_final, not reverse, False, 0, 0)
+        lam, _ = torch.ops.mixir.scan(shifted, grad_h, grad_final, not reverse, False, 0, 0)
         grad_b = lam
         grad_a = lam * conj(_neighbour(h, init, reverse))
         grad_init = cg[:, first] * lam[:, first]
@@ -402,7 +399,7 @@ def _backward(ctx, grad_h, grad_final):
         # rho: adjoint of the in-block recurrence (k = 1 reverse scan); with k = 2
         # lam = rho + sigma, sigma the adjoint of the zero-initialised local state
         # that becomes the next block's carry (and, for the last block, the final state).
-        local, _ = _scan_op(a, b, None, reverse, log_space, block, 1)
+        local, _ = torch.ops.mixir.scan(a, b, None, reverse, log_space, block, 1)
         offset = torch.arange(T, device=h.device) % block
         starts = offset == (block - 1) if reverse else offset == 0
         if reverse:
@@ -412,12 +409,12 @@ def _backward(ctx, grad_h, grad_final):
         if k == 1:
             g = grad_h.clone()
             g[:, last] += grad_final
-            lam, _ = _scan_op(shifted, g, None, not reverse, False, block, 1)
+            lam, _ = torch.ops.mixir.scan(shifted, g, None, not reverse, False, block, 1)
             grad_b, grad_a = lam, lam * conj(local_prev)
             grad_init = None
         else:
-            lam, _ = _scan_op(shifted, grad_h, grad_final, not reverse, False, block, 2)
-            rho, _ = _scan_op(shifted, grad_h, None, not reverse, False, block, 1)
+            lam, _ = torch.ops.mixir.scan(shifted, grad_h, grad_final, not reverse, False, block, 2)
+            rho, _ = torch.ops.mixir.scan(shifted, grad_h, None, not reverse, False, block, 1)
             sigma = lam - rho
             # State before step t of the block's true recurrence: y_{t-1} inside the
             # block, the carry (the neighbour's local state, or c_init) at its start.
@@ -436,7 +433,75 @@ def _backward(ctx, grad_h, grad_final):
     return grad_a.to(a_dtype), grad_b.to(b_dtype), grad_init, None, None, None, None
 
 
-_scan_op.register_autograd(_backward, setup_context=_setup_context)
+# ---------------------------------------------------------------------------
+# Registration: the C++ ops of libmixir_torch.so when it was built (the fast
+# path: checks, allocation, key and launch without Python; Python only compiles
+# on a cache miss, through the callback below), else the same schemas as
+# Python custom ops. Fake kernels and autograd are registered on either.
+# ---------------------------------------------------------------------------
+
+_ELEMENT_BY_NAME = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32,
+                    "f64": torch.float64, "c64": torch.complex64, "c128": torch.complex128}
+
+
+def _compile_spec(spec: bytes) -> int:
+    """Called from C++ on a cache miss: the address of the compiled host function."""
+    f = dict(kv.split("=", 1) for kv in spec.decode().split(";")[1:])
+    kind = spec.decode().split(";", 1)[0]
+    a_t, b_t = _ELEMENT_BY_NAME[f["a"]], _ELEMENT_BY_NAME[f["b"]]
+    state = _state_dtype(a_t, b_t)
+    w = _window_of(int(f["block"]), int(f["k"]))
+    reverse, log_space, has_init = f["reverse"] == "1", f["log"] == "1", f["init"] == "1"
+    device = torch.device(f["dev"])
+    config = _config_for_bucket(int(f["bucket"]), w) if device.type == "cuda" else None
+    ir = scan_ir(_ELEMENT[a_t], _ELEMENT[b_t], _ELEMENT[state], w, reverse, log_space,
+                 has_init, True)
+    if kind == "scan":
+        k = _kernel(("c++", spec), ir, 5 if has_init else 4, device, config)
+    else:
+        opts = "adjoint=1" + (f" {config}" if config else "")
+        if f.get("int32") == "1":
+            opts += " index-bitwidth=32"
+        k = _kernel(("c++", spec), ir, 9 if has_init else 7, device, opts, entry="scan_adjoint")
+    return ctypes.cast(k.fn, ctypes.c_void_p).value
+
+
+_COMPILE_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)(_compile_spec)
+
+
+def _load_cpp_ops() -> bool:
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_lib", "libmixir_torch.so")
+    if os.environ.get("MIXIR_PYTHON_OPS") == "1" or not os.path.exists(path):
+        return False
+    try:
+        torch.ops.load_library(path)
+        lib = ctypes.CDLL(path)
+        from .. import _runtime
+        rt = _runtime._library()
+        lib.mixir_torch_install.argtypes = [ctypes.c_void_p] * 3
+        lib.mixir_torch_install(ctypes.cast(_COMPILE_CALLBACK, ctypes.c_void_p),
+                                ctypes.cast(rt.mixir_runtime_set_stream, ctypes.c_void_p),
+                                ctypes.cast(rt.mixir_runtime_take_error, ctypes.c_void_p))
+    except (OSError, ImportError, RuntimeError):
+        return False
+    return True
+
+
+CPP_OPS = _load_cpp_ops()
+if not CPP_OPS:
+    torch.library.custom_op("mixir::scan", _scan_python_impl, mutates_args=(),
+                            device_types=("cpu", "cuda"),
+                            schema="(Tensor a, Tensor b, Tensor? initial_state, bool reverse, "
+                                   "bool log_space, int block, int k) -> (Tensor, Tensor)")
+    torch.library.custom_op("mixir::scan_backward", _scan_backward_python_impl, mutates_args=(),
+                            device_types=("cpu", "cuda"),
+                            schema="(Tensor a, Tensor b, Tensor? initial_state, Tensor h, "
+                                   "Tensor grad_h, Tensor grad_final, bool reverse, "
+                                   "bool log_space, int block, int k) "
+                                   "-> (Tensor, Tensor, Tensor)")
+torch.library.register_fake("mixir::scan")(_scan_fake)
+torch.library.register_fake("mixir::scan_backward")(_scan_backward_fake)
+torch.library.register_autograd("mixir::scan", _backward, setup_context=_setup_context)
 
 
 def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor] = None,
@@ -488,11 +553,18 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
         if initial_state.is_complex() and not state_dtype.is_complex:
             raise TypeError("mixir.ops.scan: initial_state is complex but a and b are real")
         initial_state = initial_state.to(state_dtype)
-    if _needs_dispatcher(a, b, initial_state):
+    if not _needs_dispatcher(a, b, initial_state):
+        # Eager inference: no autograd, no tracing. Skip the Python autograd
+        # wrapper registered on the op (most of a warm call's host time).
+        if CPP_OPS:
+            with torch._C._AutoDispatchBelowADInplaceOrView():
+                h, final = torch.ops.mixir.scan(a, b, initial_state, bool(reverse),
+                                                bool(log_space), w.block, w.k)
+        else:
+            h, final = _run_scan(a, b, initial_state, bool(reverse), bool(log_space), w)
+    else:
         h, final = torch.ops.mixir.scan(a, b, initial_state, bool(reverse), bool(log_space),
                                         w.block, w.k)
-    else:  # eager, no autograd: call the kernel directly (saves the dispatcher's ~30 us)
-        h, final = _run_scan(a, b, initial_state, bool(reverse), bool(log_space), w)
     return h, (final if output_final_state else None)
 
 
