@@ -224,3 +224,17 @@ def test_varlen_errors():
         mixir.ops.scan(a, a, window=mixir.ops.jagged(), cu_seqlens=torch.tensor([0, 10, 40]))
     with pytest.raises(ValueError, match=r"one per sequence"):
         mixir.ops.scan(a, a, torch.zeros(1, 2), cu_seqlens=torch.tensor([0, 10, 40]))
+
+
+def test_clearing_python_caches_keeps_cpp_kernels_alive():
+    """The C++ op caches function addresses; clearing Python's tables must not free them."""
+    from mixir import cache
+    from mixir.ops.scan import _kernels
+    a = torch.rand(2, 33, 3)
+    first, _ = mixir.ops.scan(a, a, window=mixir.ops.jagged(block=8, k=2))
+    _kernels.clear()
+    cache._memory.clear()
+    import gc
+    gc.collect()
+    again, _ = mixir.ops.scan(a, a, window=mixir.ops.jagged(block=8, k=2))
+    assert torch.equal(first, again)

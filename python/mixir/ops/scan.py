@@ -457,13 +457,19 @@ def _compile_spec(spec: bytes) -> int:
     ir = scan_ir(_ELEMENT[a_t], _ELEMENT[b_t], _ELEMENT[state], w, reverse, log_space,
                  has_init, True)
     if kind == "scan":
-        k = _kernel(("c++", spec), ir, 5 if has_init else 4, device, config)
+        k = _Kernel(ir, 5 if has_init else 4, device, config)
     else:
         opts = "adjoint=1" + (f" {config}" if config else "")
         if f.get("int32") == "1":
             opts += " index-bitwidth=32"
-        k = _kernel(("c++", spec), ir, 9 if has_init else 7, device, opts, entry="scan_adjoint")
+        k = _Kernel(ir, 9 if has_init else 7, device, opts, entry="scan_adjoint")
+    # The C++ cache keeps this address for the life of the process: so must we
+    # keep the compiled module (never in the clearable _kernels table).
+    _CPP_KERNELS[spec] = k
     return ctypes.cast(k.fn, ctypes.c_void_p).value
+
+
+_CPP_KERNELS: dict = {}
 
 
 _COMPILE_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)(_compile_spec)
