@@ -123,6 +123,9 @@ struct Module {
   std::mutex mutex;
   std::map<CUdevice, CUmodule> loaded;
   std::map<std::string, struct Function *> functions;
+  // The generated code passes the same constant name on every launch: look it
+  // up by address first, without building a string.
+  std::map<const char *, struct Function *> byAddress;
 };
 
 struct Function {
@@ -130,13 +133,23 @@ struct Function {
   std::string name;
   std::mutex mutex;
   std::map<CUdevice, CUfunction> loaded;
+  // Fast path of every launch after the first: the last device and its
+  // function, read without the lock (written once per device under it).
+  std::atomic<int> lastDevice{-1};
+  std::atomic<CUfunction> lastFunction{nullptr};
 };
 
 CUfunction resolve(const Driver *d, Function *f, CUdevice device, int32_t smem) {
+  if (f->lastDevice.load(std::memory_order_acquire) == device)
+    if (CUfunction fn = f->lastFunction.load(std::memory_order_acquire))
+      return fn;
   std::lock_guard<std::mutex> lock(f->mutex);
   auto it = f->loaded.find(device);
-  if (it != f->loaded.end())
+  if (it != f->loaded.end()) {
+    f->lastFunction.store(it->second, std::memory_order_release);
+    f->lastDevice.store(device, std::memory_order_release);
     return it->second;
+  }
   CUmodule mod;
   {
     Module *m = f->module;
@@ -160,6 +173,8 @@ CUfunction resolve(const Driver *d, Function *f, CUdevice device, int32_t smem) 
   if (smem > 48 * 1024)
     d->cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem);
   f->loaded.emplace(device, fn);
+  f->lastFunction.store(fn, std::memory_order_release);
+  f->lastDevice.store(device, std::memory_order_release);
   return fn;
 }
 
@@ -181,8 +196,12 @@ uint64_t mixir_runtime_launch_count(void) { return launches.load(); }
 
 // Loading is deferred to the first launch on each device: the generated code
 // runs this from a global constructor, when no GPU need be present.
-void *mgpuModuleLoad(void *data, size_t) { return new Module{data, {}, {}, {}}; }
-void *mgpuModuleLoadJIT(void *data, int) { return new Module{data, {}, {}, {}}; }
+void *mgpuModuleLoad(void *data, size_t) {
+  auto *m = new Module();
+  m->image = data;
+  return m;
+}
+void *mgpuModuleLoadJIT(void *data, int optLevel) { return mgpuModuleLoad(data, 0); }
 
 void mgpuModuleUnload(void *module) {
   // Device modules live until process exit: a kernel may still be queued on
@@ -194,9 +213,16 @@ void *mgpuModuleGetFunction(void *module, const char *name) {
   // Called before every launch by the generated code: return a cached handle.
   auto *m = static_cast<Module *>(module);
   std::lock_guard<std::mutex> lock(m->mutex);
+  auto hit = m->byAddress.find(name);
+  if (hit != m->byAddress.end())
+    return hit->second;
   Function *&f = m->functions[name];
-  if (!f)
-    f = new Function{m, name, {}, {}};
+  if (!f) {
+    f = new Function();
+    f->module = m;
+    f->name = name;
+  }
+  m->byAddress.emplace(name, f);
   return f;
 }
 
