@@ -166,7 +166,7 @@ def Mixer_ScanAdjointOp : Mixer_Op<"scan_adjoint", [AttrSizedOperandSegments]> {
     in the element types of their destinations.
 
     Buffer form only (the JIT emits it; it has no tensor form yet). Real
-    element types, forward direction (`reverse` is rejected for now).
+    element types; `reverse` with the global window only (for now).
 
     ```mlir
     mixer.scan_adjoint jagged<block = 16, k = 2>
@@ -231,6 +231,10 @@ def Mixer_ChannelScanAdjointOp : Mixer_Op<"channel_scan_adjoint", [AttrSizedOper
       gradient of the initial state.
 
     Without destinations the op only computes the result (a right halo).
+
+    `reverse` (global window only): the adjoint of a reverse scan runs forward in
+    time; `carry` is then the state after the range (`h_{t_end}`, or h0) and the
+    gradient carries enter at the range's first step and leave at its last.
   }];
   let arguments = (ins
     Mixer_Series:$gates,
@@ -242,10 +246,11 @@ def Mixer_ChannelScanAdjointOp : Mixer_Op<"channel_scan_adjoint", [AttrSizedOper
     Optional<Mixer_Series>:$gates_grad,
     Optional<Mixer_Series>:$inputs_grad,
     Mixer_WindowAttr:$window,
-    UnitAttr:$log_space);
+    UnitAttr:$log_space,
+    UnitAttr:$reverse);
   let results = (outs Mixer_Scalar:$result);
   let assemblyFormat = [{
-    custom<Window>($window) (`log_space` $log_space^)?
+    custom<Window>($window) (`log_space` $log_space^)? (`reverse` $reverse^)?
     `gates` `(` $gates `:` type($gates) `)`
     (`inputs` `(` $inputs^ `:` type($inputs) `)`)?
     (`states` `(` $states^ `:` type($states) `)`)?

@@ -217,6 +217,7 @@ private:
   /// carry a_{t0} lam_{t0} to the left; the forward state before a tile is
   /// read from h (or the initial state).
   LogicalResult tileGlobalAdjoint(ScanAdjointOp op) {
+    bool reverse = op.getReverse();
     OpBuilder b(op);
     Location loc = op.getLoc();
     TileBuilder tb{b, loc};
@@ -236,14 +237,19 @@ private:
               nb, loc, c0, numTiles, c1, ValueRange{gradIn},
               [&](OpBuilder &lb, Location, Value step, ValueRange g) {
                 TileBuilder t{lb, loc};
-                Value j = t.sub(t.sub(numTiles, c1), step);
+                // The adjoint runs against the forward scan's direction.
+                Value j = reverse ? step : t.sub(t.sub(numTiles, c1), step);
                 Value t0 = t.mul(j, tile);
                 Value len = t.min(tile, t.sub(time, t0));
-                Value hasPrev = t.cmp(arith::CmpIPredicate::ugt, t0, c0);
+                Value end = t.add(t0, len);
+                // The forward state just outside the range, on the side the
+                // forward scan came from: h_{t0-1} (forward) or h_{end} (reverse).
+                Value hasPrev = reverse ? t.cmp(arith::CmpIPredicate::ult, end, time)
+                                        : t.cmp(arith::CmpIPredicate::ugt, t0, c0);
                 auto carry = scf::IfOp::create(
                     lb, loc, hasPrev,
                     [&](OpBuilder &ib, Location) {
-                      Value prev = arith::SubIOp::create(ib, loc, t0, c1);
+                      Value prev = reverse ? end : arith::SubIOp::create(ib, loc, t0, c1).getResult();
                       scf::YieldOp::create(ib, loc,
                                            memref::LoadOp::create(ib, loc, op.getStates(),
                                                                   ValueRange{n, prev, d})
@@ -258,7 +264,7 @@ private:
                     lb, loc, st, view(op.getGates()), Value(), view(op.getStates()),
                     view(op.getOutputGrad()), carry.getResult(0), g[0],
                     view(op.getGatesGrad()), view(op.getInputsGrad()), op.getWindowAttr(),
-                    op.getLogSpaceAttr());
+                    op.getLogSpaceAttr(), op.getReverseAttr());
                 scf::YieldOp::create(lb, loc, out);
               });
           if (Value dInit = op.getInitialStateGrad())
@@ -302,7 +308,7 @@ private:
               g = ChannelScanAdjointOp::create(
                   ib, loc, st, view(gates), view(inputs), Value(), view(op.getOutputGrad()),
                   zeroOf(ib, loc, st), zeroOf(ib, loc, st), Value(), Value(),
-                  op.getWindowAttr(), op.getLogSpaceAttr());
+                  op.getWindowAttr(), op.getLogSpaceAttr(), UnitAttr());
             }
             scf::YieldOp::create(ib, loc, g);
           },
@@ -313,7 +319,7 @@ private:
       Value out = ChannelScanAdjointOp::create(
           nb, loc, st, view(gates), view(inputs), Value(), view(op.getOutputGrad()), carry,
           gradIn.getResult(0), view(op.getGatesGrad()), view(op.getInputsGrad()),
-          op.getWindowAttr(), op.getLogSpaceAttr());
+          op.getWindowAttr(), op.getLogSpaceAttr(), UnitAttr());
       if (Value dInit = op.getInitialStateGrad()) {
         scf::IfOp::create(nb, loc, t.cmp(arith::CmpIPredicate::eq, tl.j, t.idx(0)),
                           [&](OpBuilder &ib, Location) {

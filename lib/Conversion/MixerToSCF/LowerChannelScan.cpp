@@ -310,17 +310,22 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
   };
 
   if (window.isGlobal()) {
-    // Step p (processing order) is position t = len - 1 - p:
+    // Step p (processing order) is position t = len - 1 - p (t = p for the
+    // adjoint of a reverse scan, whose "previous" state is h_{t+1}):
     //   lam = dh_t + g;  da = lam h_{t-1} (x a in log space);  db = lam;  g = a_t lam.
+    bool reverse = op.getReverse();
     Value last = arith::SubIOp::create(b, loc, len, c1);
     struct Loaded {
       Value t, a, dh, hPrev;
     };
     auto loadAt = [&](OpBuilder &lb, Value p) {
-      Value t = arith::SubIOp::create(lb, loc, last, p);
-      Value hasPrev = arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::ugt, t, c0);
-      Value prevIdx = arith::SelectOp::create(lb, loc, hasPrev,
-                                              arith::SubIOp::create(lb, loc, t, c1), c0);
+      Value t = reverse ? p : arith::SubIOp::create(lb, loc, last, p).getResult();
+      Value hasPrev =
+          reverse ? arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::ult, t, last).getResult()
+                  : arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::ugt, t, c0).getResult();
+      Value neighbour = reverse ? arith::AddIOp::create(lb, loc, t, c1).getResult()
+                                : arith::SubIOp::create(lb, loc, t, c1).getResult();
+      Value prevIdx = arith::SelectOp::create(lb, loc, hasPrev, neighbour, c0);
       Value hPrev = arith::SelectOp::create(lb, loc, hasPrev,
                                             toState(lb, load(lb, op.getStates(), prevIdx)), carry);
       return Loaded{t, gateAt(lb, t), toState(lb, load(lb, op.getOutputGrad(), t)), hPrev};

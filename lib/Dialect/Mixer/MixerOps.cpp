@@ -195,8 +195,8 @@ static LogicalResult verifyRealState(Operation *op, Type state) {
 }
 
 LogicalResult ScanAdjointOp::verify() {
-  if (getReverse())
-    return emitOpError("reverse scans are not supported by the fused adjoint yet");
+  if (getReverse() && getWindow().isJagged())
+    return emitOpError("reverse jagged scans are not supported by the fused adjoint yet");
   Type state = getStateElementType();
   if (failed(verifyRealState(*this, state)))
     return failure();
@@ -244,6 +244,8 @@ LogicalResult ChannelScanAdjointOp::verify() {
     return emitOpError("a jagged window recomputes the local states: it needs inputs");
   if (getWindow().isGlobal() && !getStates())
     return emitOpError("a global window needs the forward states");
+  if (getReverse() && getWindow().isJagged())
+    return emitOpError("reverse jagged scans are not supported by the fused adjoint yet");
   if (static_cast<bool>(getGatesGrad()) != static_cast<bool>(getInputsGrad()))
     return emitOpError("gates_grad and inputs_grad come together (or neither, for a halo)");
   for (Value v : {getCarry(), getGradCarry()})

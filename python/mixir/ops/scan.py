@@ -283,10 +283,11 @@ def _scan_backward_fake(a, b, initial_state, h, grad_h, grad_final, reverse, log
     return torch.empty_like(a), torch.empty_like(b), g0
 
 
-def _fused_adjoint_supported(a, b, reverse) -> bool:
-    """The compiled adjoint (mixer.scan_adjoint) covers real, forward scans; complex and
-    reverse scans use the tensor-level adjoint below (the same scans, more passes)."""
-    return not (reverse or a.is_complex() or b.is_complex())
+def _fused_adjoint_supported(a, b, reverse, block) -> bool:
+    """The compiled adjoint (mixer.scan_adjoint) covers real scans except reverse jagged
+    ones; those and complex scans use the tensor-level adjoint below (the same scans,
+    more passes)."""
+    return not (a.is_complex() or b.is_complex() or (reverse and block != 0))
 
 
 def _run_scan_adjoint(a, b, h0, h, grad_h, grad_final, reverse, log_space, w: Window):
@@ -373,7 +374,7 @@ def _backward(ctx, grad_h, grad_final):
     if grad_final is None:
         grad_final = torch.zeros((B, D), dtype=state, device=h.device)
     grad_h, grad_final = grad_h.to(state), grad_final.to(state)
-    if _fused_adjoint_supported(a, b, reverse):
+    if _fused_adjoint_supported(a, b, reverse, block):
         grad_a, grad_b, grad_init = torch.ops.mixir.scan_backward(
             a, b, None if h0 is None else h0.to(state), h, grad_h, grad_final, reverse,
             log_space, block, k)

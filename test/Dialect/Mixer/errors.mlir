@@ -132,8 +132,8 @@ func.func @window_attr_block() attributes {
 // -----
 
 func.func @adjoint_reverse(%a: memref<?x?x?xf32>, %s: memref<?x?xf32>) {
-  // expected-error @+1 {{'mixer.scan_adjoint' op reverse scans are not supported by the fused adjoint yet}}
-  mixer.scan_adjoint global reverse gates(%a : memref<?x?x?xf32>) inputs(%a : memref<?x?x?xf32>)
+  // expected-error @+1 {{'mixer.scan_adjoint' op reverse jagged scans are not supported by the fused adjoint yet}}
+  mixer.scan_adjoint jagged<block = 16, k = 2> reverse gates(%a : memref<?x?x?xf32>) inputs(%a : memref<?x?x?xf32>)
       states(%a : memref<?x?x?xf32>) output_grad(%a : memref<?x?x?xf32>)
       gates_grad(%a : memref<?x?x?xf32>) inputs_grad(%a : memref<?x?x?xf32>)
   return
