@@ -62,5 +62,7 @@ def test_bad_target():
         mixir.compile(IR, target="gfx90a")
 
 
-def test_version():
-    assert mixir.version()
+def test_version_matches_the_package():
+    """The compiler library reports the version the package was built as (cache keys use it)."""
+    import importlib.metadata
+    assert mixir.version() == importlib.metadata.version("mixir")

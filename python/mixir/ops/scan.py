@@ -99,18 +99,15 @@ def scan_ir(gate: str, inp: str, state: str, window: Window, reverse: bool, log_
             f"  {body}\n  return\n}}\n")
 
 
-class _MemRef(ctypes.Structure):
-    """Strided memref descriptor of a given rank (see include/mixir-c/Compiler.h)."""
-
-    @classmethod
-    def of_rank(cls, rank: int):
-        return type(f"MemRef{rank}", (ctypes.Structure,), {"_fields_": [
-            ("allocated", ctypes.c_void_p), ("aligned", ctypes.c_void_p),
-            ("offset", ctypes.c_int64), ("sizes", ctypes.c_int64 * rank),
-            ("strides", ctypes.c_int64 * rank)]})
+def _memref_type(rank: int):
+    """The strided memref descriptor of a rank (see include/mixir-c/Compiler.h)."""
+    return type(f"MemRef{rank}", (ctypes.Structure,), {"_fields_": [
+        ("allocated", ctypes.c_void_p), ("aligned", ctypes.c_void_p),
+        ("offset", ctypes.c_int64), ("sizes", ctypes.c_int64 * rank),
+        ("strides", ctypes.c_int64 * rank)]})
 
 
-_DESCRIPTOR = {r: _MemRef.of_rank(r) for r in (2, 3)}
+_DESCRIPTOR = {r: _memref_type(r) for r in (2, 3)}
 
 
 def _descriptor(t: torch.Tensor):
