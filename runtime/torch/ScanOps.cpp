@@ -13,7 +13,9 @@
 //===----------------------------------------------------------------------===//
 
 #include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <cstdint>
@@ -30,9 +32,6 @@ using TakeErrorFn = const char *(*)();
 CompileFn compileHook = nullptr;
 SetStreamFn setStream = nullptr;
 TakeErrorFn takeError = nullptr;
-std::mutex cacheMutex;
-std::unordered_map<std::string, void *> cache;
-
 template <int R> struct MemRef {
   void *allocated, *aligned;
   int64_t offset, sizes[R], strides[R];
@@ -93,8 +92,54 @@ bool fitsInt32(std::initializer_list<const at::Tensor *> tensors) {
   return true;
 }
 
+/// What selects a compiled specialisation. A plain value (hashed and compared
+/// without building a string on a warm call); `str()` is what a cache miss
+/// hands to Python (`_compile_spec`), which builds the IR from it.
+struct Spec {
+  bool adjoint = false;
+  c10::Device device{c10::kCPU};
+  at::ScalarType a = at::kFloat, b = at::kFloat;
+  int64_t block = 0, k = 0;
+  bool reverse = false, logSpace = false, hasInit = false;
+  int64_t bucket = 0; // CUDA only: channels per thread-block row
+  int int32 = -1;     // adjoint on CUDA only: 32-bit indexing (1) or not (0)
+
+  bool operator==(const Spec &o) const {
+    return adjoint == o.adjoint && device == o.device && a == o.a && b == o.b &&
+           block == o.block && k == o.k && reverse == o.reverse && logSpace == o.logSpace &&
+           hasInit == o.hasInit && bucket == o.bucket && int32 == o.int32;
+  }
+
+  std::string str() const {
+    std::string s = std::string(adjoint ? "adjoint" : "scan") + ";dev=" + device.str() +
+                    ";a=" + elementName(a) + ";b=" + elementName(b) +
+                    ";block=" + std::to_string(block) + ";k=" + std::to_string(k) +
+                    ";reverse=" + std::to_string(reverse) + ";log=" + std::to_string(logSpace) +
+                    ";init=" + std::to_string(hasInit);
+    if (device.is_cuda())
+      s += ";bucket=" + std::to_string(bucket);
+    if (int32 >= 0)
+      s += ";int32=" + std::to_string(int32);
+    return s;
+  }
+};
+
+struct SpecHash {
+  size_t operator()(const Spec &s) const {
+    uint64_t h = std::hash<c10::Device>()(s.device);
+    for (int64_t v : {int64_t(s.adjoint), int64_t(s.a), int64_t(s.b), s.block, s.k,
+                      int64_t(s.reverse), int64_t(s.logSpace), int64_t(s.hasInit), s.bucket,
+                      int64_t(s.int32)})
+      h = (h ^ uint64_t(v)) * 0x100000001b3ULL; // FNV-1a style mixing
+    return h;
+  }
+};
+
+std::mutex cacheMutex;
+std::unordered_map<Spec, void *, SpecHash> cache;
+
 /// The compiled function for `spec`, compiling it through Python on a miss.
-void *lookup(const std::string &spec) {
+void *lookup(const Spec &spec) {
   {
     std::lock_guard<std::mutex> lock(cacheMutex);
     auto it = cache.find(spec);
@@ -102,8 +147,10 @@ void *lookup(const std::string &spec) {
       return it->second;
   }
   TORCH_CHECK(compileHook, "mixir: the compiler hook is not installed (import mixir first)");
-  void *fn = compileHook(spec.c_str());
-  TORCH_CHECK(fn, "mixir: compiling the specialisation ", spec, " failed (see the Python error above)");
+  std::string text = spec.str();
+  void *fn = compileHook(text.c_str());
+  TORCH_CHECK(fn, "mixir: compiling the specialisation ", text,
+              " failed (see the Python error above)");
   std::lock_guard<std::mutex> lock(cacheMutex);
   cache.emplace(spec, fn);
   return fn;
@@ -118,7 +165,8 @@ template <typename... Descs> void call(void *fn, const at::Device &device, Descs
     c10::Device previous = impl->exchangeDevice(device);
     setStream(impl->getStream(device).native_handle());
     reinterpret_cast<void (*)(Descs *...)>(fn)(descs...);
-    impl->exchangeDevice(previous);
+    if (previous != device)
+      impl->exchangeDevice(previous);
     if (const char *err = takeError())
       TORCH_CHECK(false, "mixir: ", err);
     return;
@@ -126,17 +174,22 @@ template <typename... Descs> void call(void *fn, const at::Device &device, Descs
   reinterpret_cast<void (*)(Descs *...)>(fn)(descs...);
 }
 
-std::string baseSpec(const char *kind, const at::Tensor &a, const at::Tensor &b, bool reverse,
-                      bool logSpace, int64_t block, int64_t k, bool hasInit) {
-  const char *ea = elementName(a.scalar_type()), *eb = elementName(b.scalar_type());
-  TORCH_CHECK(ea && eb, "mixir.scan: unsupported dtypes ", a.scalar_type(), " and ",
-              b.scalar_type());
-  std::string s = std::string(kind) + ";dev=" + b.device().str() + ";a=" + ea + ";b=" + eb +
-                  ";block=" + std::to_string(block) + ";k=" + std::to_string(k) +
-                  ";reverse=" + std::to_string(reverse) + ";log=" + std::to_string(logSpace) +
-                  ";init=" + std::to_string(hasInit);
+Spec baseSpec(bool adjoint, const at::Tensor &a, const at::Tensor &b, bool reverse,
+              bool logSpace, int64_t block, int64_t k, bool hasInit) {
+  TORCH_CHECK(elementName(a.scalar_type()) && elementName(b.scalar_type()),
+              "mixir.scan: unsupported dtypes ", a.scalar_type(), " and ", b.scalar_type());
+  Spec s;
+  s.adjoint = adjoint;
+  s.device = b.device();
+  s.a = a.scalar_type();
+  s.b = b.scalar_type();
+  s.block = block;
+  s.k = k;
+  s.reverse = reverse;
+  s.logSpace = logSpace;
+  s.hasInit = hasInit;
   if (b.is_cuda())
-    s += ";bucket=" + std::to_string(channelBucket(b.size(2)));
+    s.bucket = channelBucket(b.size(2));
   return s;
 }
 
@@ -169,7 +222,7 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor &a, const at::Tensor &b
       fin.zero_();
     return {h, fin};
   }
-  void *fn = lookup(baseSpec("scan", a, b, reverse, logSpace, block, k, hasInit));
+  void *fn = lookup(baseSpec(false, a, b, reverse, logSpace, block, k, hasInit));
   auto da = descriptor<3>(a), db = descriptor<3>(b), dh = descriptor<3>(h);
   auto df = descriptor<2>(fin);
   if (hasInit) {
@@ -197,9 +250,9 @@ scanBackward(const at::Tensor &a, const at::Tensor &b, const std::optional<at::T
       g0.copy_(gradFinal);
     return {ga, gb, g0};
   }
-  std::string spec = baseSpec("adjoint", a, b, reverse, logSpace, block, k, hasInit);
+  Spec spec = baseSpec(true, a, b, reverse, logSpace, block, k, hasInit);
   if (b.is_cuda())
-    spec += ";int32=" + std::to_string(block != 0 && fitsInt32({&a, &b, &h, &gradH, &ga, &gb}));
+    spec.int32 = block != 0 && fitsInt32({&a, &b, &h, &gradH, &ga, &gb});
   void *fn = lookup(spec);
   auto da = descriptor<3>(a), db = descriptor<3>(b), dh = descriptor<3>(h);
   auto dgh = descriptor<3>(gradH);
@@ -212,6 +265,92 @@ scanBackward(const at::Tensor &a, const at::Tensor &b, const std::optional<at::T
     call(fn, b.device(), &da, &db, &dh, &dgh, &dgf, &dga, &dgb);
   }
   return {ga, gb, g0};
+}
+
+// ---------------------------------------------------------------------------
+// Autograd, in C++ so that a warm call spends no time in Python. The backward
+// is the compiler-derived adjoint (mixir::scan_backward, from the
+// mixer-scan-adjoint pass) where it exists: real scans except reverse jagged
+// ones. The others call mixir::scan_backward_composite, whose implementation
+// (Python, CompositeImplicitAutograd) runs the same adjoint equations as
+// compiled scans plus pointwise ops.
+// ---------------------------------------------------------------------------
+
+using ScanSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor &, const at::Tensor &,
+                                                   const std::optional<at::Tensor> &, bool,
+                                                   bool, int64_t, int64_t);
+using BackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor &, const at::Tensor &, const std::optional<at::Tensor> &,
+    const at::Tensor &, const at::Tensor &, const at::Tensor &, bool, bool, int64_t, int64_t);
+
+const c10::TypedOperatorHandle<ScanSig> &scanOp() {
+  static auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("mixir::scan", "").typed<ScanSig>();
+  return op;
+}
+
+const c10::TypedOperatorHandle<BackwardSig> &backwardOp(bool fused) {
+  static auto fusedOp = c10::Dispatcher::singleton()
+                            .findSchemaOrThrow("mixir::scan_backward", "")
+                            .typed<BackwardSig>();
+  static auto compositeOp = c10::Dispatcher::singleton()
+                                .findSchemaOrThrow("mixir::scan_backward_composite", "")
+                                .typed<BackwardSig>();
+  return fused ? fusedOp : compositeOp;
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct ScanFunction : torch::autograd::Function<ScanFunction> {
+  static variable_list forward(AutogradContext *ctx, const at::Tensor &a, const at::Tensor &b,
+                               const std::optional<at::Tensor> &init, bool reverse,
+                               bool logSpace, int64_t block, int64_t k) {
+    at::AutoDispatchBelowADInplaceOrView below;
+    auto [h, fin] = scanOp().call(a, b, init, reverse, logSpace, block, k);
+    ctx->save_for_backward({a, b, init.value_or(at::Tensor()), h});
+    // One entry, not four: each is a string-keyed map insertion on every call.
+    ctx->saved_data["flags"] = std::vector<int64_t>{reverse, logSpace, block, k};
+    return {h, fin};
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &a = saved[0], &b = saved[1], &init = saved[2], &h = saved[3];
+    auto flags = ctx->saved_data["flags"].toIntVector();
+    bool reverse = flags[0], logSpace = flags[1];
+    int64_t block = flags[2], k = flags[3];
+    auto st = h.scalar_type();
+    at::Tensor gradH = grads[0].defined() ? grads[0].to(st) : at::zeros_like(h);
+    at::Tensor gradFinal = grads[1].defined()
+                               ? grads[1].to(st)
+                               : at::zeros({h.size(0), h.size(2)}, h.options());
+    std::optional<at::Tensor> h0;
+    if (init.defined())
+      h0 = init;
+    bool fused = !(a.is_complex() || b.is_complex() || (reverse && block != 0));
+    auto [ga, gb, g0] =
+        backwardOp(fused).call(a, b, h0, h, gradH, gradFinal, reverse, logSpace, block, k);
+    return {ga, gb, init.defined() ? g0 : at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
+/// The Autograd kernel. With nothing to differentiate it goes straight to the
+/// device kernel: no graph node, no saved tensors (the common inference call).
+std::tuple<at::Tensor, at::Tensor> scanAutograd(const at::Tensor &a, const at::Tensor &b,
+                                                const std::optional<at::Tensor> &init,
+                                                bool reverse, bool logSpace, int64_t block,
+                                                int64_t k) {
+  bool hasInit = init.has_value() && init->defined();
+  bool needsGrad = at::GradMode::is_enabled() &&
+                   (a.requires_grad() || b.requires_grad() || (hasInit && init->requires_grad()));
+  if (!needsGrad) {
+    at::AutoDispatchBelowADInplaceOrView below;
+    return scanOp().call(a, b, init, reverse, logSpace, block, k);
+  }
+  auto out = ScanFunction::apply(a, b, init, reverse, logSpace, block, k);
+  return {out[0], out[1]};
 }
 
 } // namespace
@@ -229,6 +368,11 @@ TORCH_LIBRARY(mixir, m) {
   m.def("scan_backward(Tensor a, Tensor b, Tensor? initial_state, Tensor h, Tensor grad_h, "
         "Tensor grad_final, bool reverse, bool log_space, int block, int k) "
         "-> (Tensor, Tensor, Tensor)");
+  // The tensor-level adjoint for what scan_backward does not cover; implemented
+  // in Python (python/mixir/ops/scan.py) as a CompositeImplicitAutograd kernel.
+  m.def("scan_backward_composite(Tensor a, Tensor b, Tensor? initial_state, Tensor h, "
+        "Tensor grad_h, Tensor grad_final, bool reverse, bool log_space, int block, int k) "
+        "-> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(mixir, CPU, m) {
@@ -240,3 +384,5 @@ TORCH_LIBRARY_IMPL(mixir, CUDA, m) {
   m.impl("scan", &scan);
   m.impl("scan_backward", &scanBackward);
 }
+
+TORCH_LIBRARY_IMPL(mixir, Autograd, m) { m.impl("scan", &scanAutograd); }

@@ -355,28 +355,36 @@ def _neighbour(x: torch.Tensor, fill: torch.Tensor, reverse: bool) -> torch.Tens
 
 
 def _backward(ctx, grad_h, grad_final):
+    """Autograd of the Python-op fallback (the C++ ops register theirs in C++, with the
+    same split): the compiled adjoint where it exists, else the composite below."""
+    a, b, h0, h = ctx.saved_tensors
+    reverse, log_space, block, k = ctx.flags
+    state = h.dtype
+    B, T, D = h.shape
+    grad_h = torch.zeros_like(h) if grad_h is None else grad_h.to(state)
+    grad_final = (torch.zeros((B, D), dtype=state, device=h.device) if grad_final is None
+                  else grad_final.to(state))
+    backward = (torch.ops.mixir.scan_backward if _fused_adjoint_supported(a, b, reverse, block)
+                else _scan_backward_composite)
+    grad_a, grad_b, grad_init = backward(a, b, h0, h, grad_h, grad_final, reverse, log_space,
+                                         block, k)
+    grad_init = grad_init.to(ctx.dtypes[2]) if ctx.has_init else None
+    return grad_a, grad_b, grad_init, None, None, None, None
+
+
+def _scan_backward_composite(a, b, h0, h, grad_h, grad_final, reverse, log_space, block, k):
     """The adjoint of h_t = a_t h_{t-1} + b_t is the same recurrence run the other way
     on the output gradient, with gates shifted by one step:
         lam_t = g_t + conj(a_{t+1}) lam_{t+1},  db = lam,  da_t = lam_t conj(h_{t-1}).
     For a jagged window the adjoint is again a jagged scan (blocks at the same absolute
     positions): its carry path is the adjoint of the forward carry (spec 2.4). Every scan
-    here is the compiled op itself."""
-    a, b, h0, h = ctx.saved_tensors
-    reverse, log_space, block, k = ctx.flags
+    here is the compiled op itself. This covers what the compiled adjoint
+    (mixer.scan_adjoint) does not yet: complex and reverse jagged scans.
+    Returns the gradients of a, b (in their dtypes) and of h0 (state dtype; empty when
+    there is no h0)."""
     w = _window_of(block, k)
     state = h.dtype
     B, T, D = h.shape
-    if grad_h is None:
-        grad_h = torch.zeros_like(h)
-    if grad_final is None:
-        grad_final = torch.zeros((B, D), dtype=state, device=h.device)
-    grad_h, grad_final = grad_h.to(state), grad_final.to(state)
-    if _fused_adjoint_supported(a, b, reverse, block):
-        grad_a, grad_b, grad_init = torch.ops.mixir.scan_backward(
-            a, b, None if h0 is None else h0.to(state), h, grad_h, grad_final, reverse,
-            log_space, block, k)
-        grad_init = grad_init.to(ctx.dtypes[2]) if ctx.has_init else None
-        return grad_a, grad_b, grad_init, None, None, None, None
     gates = a.to(state)
     if log_space:
         gates = gates.exp()
@@ -422,13 +430,13 @@ def _backward(ctx, grad_h, grad_final):
             grad_init = cg[:, first] * rho[:, first]
     if log_space:
         grad_a = grad_a * cg
-    a_dtype, b_dtype, init_dtype = ctx.dtypes
-    if not a_dtype.is_complex and grad_a.is_complex():
+    if not a.dtype.is_complex and grad_a.is_complex():
         grad_a = grad_a.real
-    if not b_dtype.is_complex and grad_b.is_complex():
+    if not b.dtype.is_complex and grad_b.is_complex():
         grad_b = grad_b.real
-    grad_init = None if (grad_init is None or not ctx.has_init) else grad_init.to(init_dtype)
-    return grad_a.to(a_dtype), grad_b.to(b_dtype), grad_init, None, None, None, None
+    if h0 is None or grad_init is None:
+        grad_init = h.new_empty((0,)) if h0 is None else torch.zeros_like(init)
+    return grad_a.to(a.dtype), grad_b.to(b.dtype), grad_init
 
 
 # ---------------------------------------------------------------------------
@@ -505,7 +513,15 @@ if not CPP_OPS:
                                    "-> (Tensor, Tensor, Tensor)")
 torch.library.register_fake("mixir::scan")(_scan_fake)
 torch.library.register_fake("mixir::scan_backward")(_scan_backward_fake)
-torch.library.register_autograd("mixir::scan", _backward, setup_context=_setup_context)
+if CPP_OPS:
+    # Autograd is registered in C++ (runtime/torch/ScanOps.cpp); its backward calls
+    # this op for what the compiled adjoint does not cover.
+    _LIB = torch.library.Library("mixir", "IMPL")
+    _LIB.impl("scan_backward_composite", _scan_backward_composite, "CompositeImplicitAutograd")
+else:
+    torch.library.register_autograd("mixir::scan", _backward, setup_context=_setup_context)
+# Bound once: calling the overload skips the packet's overload resolution.
+_SCAN_OP = torch.ops.mixir.scan.default
 
 
 def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor] = None,
@@ -526,29 +542,24 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
     need every sequence to start on a block boundary (blocks are per-sequence aligned).
     Differentiable in a, b and initial_state. Returns (h [B, T, D], final_state [B, D] or None).
     """
-    w = _window(window)
+    w = window if type(window) is Window else _window(window)
     _check_tensor("a", a, 3, "[batch, time, channels]")
     _check_tensor("b", b, 3, "[batch, time, channels]")
     if a.shape != b.shape:
         raise ValueError(f"mixir.ops.scan: a and b must have the same shape, got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
-    named = [(n, x) for n, x in (("a", a), ("b", b), ("initial_state", initial_state))
-             if x is not None]
-    for name, x in named:
-        if x.device.type not in ("cpu", "cuda", "meta"):
-            raise NotImplementedError(f"mixir.ops.scan: {name} is on {x.device}; supported "
-                                      "devices are cpu and cuda (and meta for shapes)")
-    for name, x in named:
-        if x.device != b.device:
-            raise ValueError(f"mixir.ops.scan: {name} is on {x.device} but b is on {b.device}")
-    if w.kind == "jagged" and w.k == 1 and initial_state is not None:
+    device = b.device
+    if not (b.is_cuda or b.is_cpu or b.is_meta) or a.device != device or (
+            initial_state is not None and initial_state.device != device):
+        _check_devices(a, b, initial_state)
+    if w.k == 1 and initial_state is not None:
         raise ValueError("mixir.ops.scan: a jagged window with k=1 has no carry, so "
                          "initial_state would be ignored; pass k=2 or no initial_state")
     if cu_seqlens is not None:
         return _scan_varlen(a, b, initial_state, bool(reverse), bool(log_space), w,
                             output_final_state, cu_seqlens)
-    B, T, D = b.shape
     if initial_state is not None:
+        B, _, D = b.shape
         state_dtype = _state_dtype(a.dtype, b.dtype)
         _check_tensor("initial_state", initial_state, 2, f"[batch, channels] = {[B, D]}")
         if tuple(initial_state.shape) != (B, D):
@@ -556,20 +567,32 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
                              f"{tuple(initial_state.shape)}")
         if initial_state.is_complex() and not state_dtype.is_complex:
             raise TypeError("mixir.ops.scan: initial_state is complex but a and b are real")
-        initial_state = initial_state.to(state_dtype)
-    if not _needs_dispatcher(a, b, initial_state):
-        # Eager inference: no autograd, no tracing. Skip the Python autograd
-        # wrapper registered on the op (most of a warm call's host time).
-        if CPP_OPS:
-            with torch._C._AutoDispatchBelowADInplaceOrView():
-                h, final = torch.ops.mixir.scan(a, b, initial_state, bool(reverse),
-                                                bool(log_space), w.block, w.k)
-        else:
-            h, final = _run_scan(a, b, initial_state, bool(reverse), bool(log_space), w)
+        if initial_state.dtype != state_dtype:
+            initial_state = initial_state.to(state_dtype)
+    if CPP_OPS or _needs_dispatcher(a, b, initial_state):
+        # The C++ op: its autograd kernel (C++) goes straight to the device kernel
+        # when there is nothing to differentiate.
+        h, final = _SCAN_OP(a, b, initial_state, bool(reverse), bool(log_space), w.block, w.k)
     else:
-        h, final = torch.ops.mixir.scan(a, b, initial_state, bool(reverse), bool(log_space),
-                                        w.block, w.k)
+        # Python-op fallback, eager inference: skip the Python autograd wrapper.
+        h, final = _run_scan(a, b, initial_state, bool(reverse), bool(log_space), w)
     return h, (final if output_final_state else None)
+
+
+_DEVICE_TYPES = ("cpu", "cuda", "meta")
+
+
+def _check_devices(a, b, initial_state):
+    """The precise error for operands on an unsupported device or on different devices."""
+    named = [(n, x) for n, x in (("a", a), ("b", b), ("initial_state", initial_state))
+             if x is not None]
+    for name, x in named:
+        if x.device.type not in _DEVICE_TYPES:
+            raise NotImplementedError(f"mixir.ops.scan: {name} is on {x.device}; supported "
+                                      "devices are cpu and cuda (and meta for shapes)")
+    for name, x in named:
+        if x.device != b.device:
+            raise ValueError(f"mixir.ops.scan: {name} is on {x.device} but b is on {b.device}")
 
 
 def _needs_dispatcher(*tensors) -> bool:

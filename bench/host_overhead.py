@@ -1,0 +1,105 @@
+"""Host time of a warm call, piece by piece, against PyTorch's own ops in the same run.
+
+A tiny problem ([1, 16, 16]) makes the device work negligible; calls are queued
+without synchronising, so wall time per call is host time (the device keeps up:
+its time per call is printed beside it). The ladder separates what each layer
+adds: PyTorch's floor (an elementwise op and a cumsum: dispatcher, allocation,
+launch), the C++ op called directly, the op through torch.ops' overload packet,
+mixir.ops.scan (Python checks), then autograd recording and a backward pass.
+
+    python bench/host_overhead.py [--device cuda|cpu] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+
+import mixir
+import importlib
+
+scan_module = importlib.import_module("mixir.ops.scan")
+
+
+def host_us(fn, calls: int, device: str) -> float:
+    """Median over 5 rounds of host microseconds per call (no sync inside a round)."""
+    for _ in range(50):
+        fn()
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    rounds = []
+    for _ in range(5):
+        sync()
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        rounds.append((time.perf_counter() - t) / calls * 1e6)
+        sync()
+    return statistics.median(rounds)
+
+
+def device_us(fn, calls: int) -> float:
+    """Device microseconds per call (CUDA events around a queued batch)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(calls):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / calls * 1e3
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--calls", type=int, default=2000)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    dev = args.device
+    x = torch.rand(1, 16, 16, device=dev)
+    xg = x.clone().requires_grad_()
+    gout = torch.ones_like(x)
+    window = mixir.ops.jagged(16, 2)
+    op = torch.ops.mixir.scan.default
+
+    def fwd_bwd_scan():
+        h, _ = mixir.ops.scan(xg, xg, window=window)
+        torch.autograd.grad(h, (xg,), gout)
+
+    def fwd_bwd_cumsum():
+        torch.autograd.grad(torch.cumsum(xg, 1), (xg,), gout)
+
+    ladder = [
+        ("torch.neg (PyTorch floor)", lambda: torch.neg(x)),
+        ("torch.cumsum (PyTorch floor)", lambda: torch.cumsum(x, 1)),
+        ("torch.ops.mixir.scan.default", lambda: op(x, x, None, False, False, 16, 2)),
+        ("torch.ops.mixir.scan (packet)",
+         lambda: torch.ops.mixir.scan(x, x, None, False, False, 16, 2)),
+        ("mixir.ops.scan", lambda: mixir.ops.scan(x, x, window=window)),
+        ("mixir.ops.scan, requires_grad (forward only)",
+         lambda: mixir.ops.scan(xg, xg, window=window)),
+        ("torch.cumsum, requires_grad (forward only)", lambda: torch.cumsum(xg, 1)),
+        ("mixir.ops.scan forward + backward", fwd_bwd_scan),
+        ("torch.cumsum forward + backward", fwd_bwd_cumsum),
+    ]
+    rows = []
+    print(f"device {torch.cuda.get_device_name() if dev == 'cuda' else 'cpu'}; "
+          f"C++ ops: {scan_module.CPP_OPS}; [1, 16, 16] fp32, jagged block 16 k 2")
+    for label, fn in ladder:
+        h = host_us(fn, args.calls, dev)
+        d = device_us(fn, args.calls) if dev == "cuda" else float("nan")
+        rows.append({"call": label, "host_us": h, "device_us": d})
+        print(f"{label:48s} host {h:7.2f} us/call   device {d:7.2f} us/call")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, f"host_overhead_{dev}.json"), "w") as f:
+            json.dump({"device": dev, "cpp_ops": scan_module.CPP_OPS, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
