@@ -6,6 +6,6 @@
 """
 
 from ._compiler import CompiledModule, CompileError, compile, version
-from . import ops, reference
+from . import nn, ops, reference
 
-__all__ = ["compile", "CompiledModule", "CompileError", "version", "ops", "reference"]
+__all__ = ["compile", "CompiledModule", "CompileError", "version", "ops", "nn", "reference"]

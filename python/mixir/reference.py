@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["scan_ref", "scan_ref_torch"]
+__all__ = ["scan_ref", "scan_ref_torch", "swr_ref"]
 
 
 def _as_f64(x) -> np.ndarray:
@@ -148,3 +148,29 @@ def scan_ref_torch(a, b, initial_state=None, reverse=False, log_space=False, win
     final = span(final_t, block_of(final_t) * block if not reverse
                  else min(T - 1, block_of(final_t) * block + block - 1))
     return torch.stack(ys, 1), final
+
+
+def swr_ref(coeff, x, k=2, c_init=None):
+    """The sliding window recurrence of spec 2.1 in BTP layout, in float64, one step at
+    a time: coeff [B, H, L] (one gate per head), x [B, H, 16, L], c_init [B, H, 16].
+
+    Per step t (vectorised over batch, head and channel only): the block-local scan
+    l_t (restarted from zero at each 16-aligned block start), the inclusive in-block
+    gate product r_t, the carry c = l at the previous block's last step (c_init before
+    block 0), and y_t = l_t + r_t c (k = 2) or l_t (k = 1). Returns y [B, H, 16, L].
+    """
+    a, u = _as_f64(coeff), _as_f64(x)
+    B, H, D, L = u.shape
+    carry = np.zeros((B, H, D)) if c_init is None else _as_f64(c_init)
+    local = np.zeros((B, H, D))
+    r = np.ones((B, H))
+    y = np.zeros((B, H, D, L))
+    for t in range(L):
+        if t % 16 == 0:
+            if t > 0:
+                carry = local
+            local, r = np.zeros((B, H, D)), np.ones((B, H))
+        local = a[:, :, t, None] * local + u[:, :, :, t]
+        r = r * a[:, :, t]
+        y[:, :, :, t] = local + (r[:, :, None] * carry if k == 2 else 0.0)
+    return y

@@ -208,7 +208,9 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor &a, const at::Tensor &b
   auto st = stateType(a.scalar_type(), b.scalar_type());
   int64_t B = b.size(0), T = b.size(1), D = b.size(2);
   auto opts = b.options().dtype(st);
-  at::Tensor h = at::empty({B, T, D}, opts), fin = at::empty({B, D}, opts);
+  // h takes b's layout when b is dense (a time-major view of channels-by-time
+  // data gets a channels-by-time h, as BTP needs), else contiguous [B, T, D].
+  at::Tensor h = at::empty_like(b, opts), fin = at::empty({B, D}, opts);
   bool hasInit = init.has_value() && init->defined();
   if (hasInit)
     TORCH_CHECK(init->dim() == 2 && init->size(0) == B && init->size(1) == D &&

@@ -228,7 +228,7 @@ def _run_scan(a, b, initial_state, reverse, log_space, w: Window):
     """Allocates h and the final state and runs the compiled specialisation."""
     state_dtype = _state_dtype(a.dtype, b.dtype)
     B, T, D = b.shape
-    h = torch.empty((B, T, D), dtype=state_dtype, device=b.device)
+    h = torch.empty_like(b, dtype=state_dtype)  # b's layout when dense (as the C++ op)
     final = torch.empty((B, D), dtype=state_dtype, device=b.device)
     if T == 0 or B == 0 or D == 0:
         final.copy_(initial_state if (initial_state is not None and w.kind == "global")
@@ -272,7 +272,7 @@ def _window_of(block: int, k: int) -> Window:
 def _scan_fake(a, b, initial_state, reverse, log_space, block, k):
     state_dtype = _state_dtype(a.dtype, b.dtype)
     B, T, D = b.shape
-    return b.new_empty((B, T, D), dtype=state_dtype), b.new_empty((B, D), dtype=state_dtype)
+    return torch.empty_like(b, dtype=state_dtype), b.new_empty((B, D), dtype=state_dtype)
 
 
 def _scan_backward_fake(a, b, initial_state, h, grad_h, grad_final, reverse, log_space, block, k):
