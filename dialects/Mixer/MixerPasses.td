@@ -60,13 +60,23 @@ def MixerLowerChannelScan : Pass<"mixer-lower-channel-scan", "::mlir::func::Func
     flight (memory-level parallelism for a memory-bound scan). Jagged windows
     unroll by exactly one block, aligned to the blocks, so which step starts a
     block is static (reverse scans first run the partial block at the end).
+
+    With `vector-alignment = A > 0` (a promise from the caller: every jagged
+    block of every time-contiguous operand starts on an A-byte boundary) an
+    unrolled jagged block of a real operand whose memref has a static unit
+    stride over time is read and written with one `vector.load`/`vector.store`
+    of the whole block, aligned to A. A channels-by-time layout (BTP) needs
+    this: each thread's block is contiguous, its neighbours' are not.
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
                            "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
-                           "::mlir::complex::ComplexDialect"];
+                           "::mlir::complex::ComplexDialect", "::mlir::vector::VectorDialect"];
   let options = [
     Option<"unroll", "unroll", "int64_t", /*default=*/"1",
-           "Time steps per main-loop iteration, loads first (1 = no unrolling)">
+           "Time steps per main-loop iteration, loads first (1 = no unrolling)">,
+    Option<"vectorAlignment", "vector-alignment", "int64_t", /*default=*/"0",
+           "Byte alignment the caller guarantees at every jagged block start of a "
+           "time-contiguous operand; > 0 enables whole-block vector loads/stores">
   ];
 }
 

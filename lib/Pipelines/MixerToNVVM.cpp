@@ -35,7 +35,7 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
       options.toolkit.getValue().empty() ? defaultCudaToolkitPath() : options.toolkit.getValue();
   std::string text = llvm::formatv(
       "{9}one-shot-bufferize{{bufferize-function-boundaries=1},"
-      "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan{{unroll={8}},"
+      "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan{{unroll={8} vector-alignment={11}},"
       "scf-parallel-loop-tiling{{parallel-loop-tile-sizes={1},{6},{7} no-min-max-bounds=1},"
       "gpu-map-parallel-loops,convert-parallel-loops-to-gpu,canonicalize,cse),"
       "gpu-kernel-outlining,"
@@ -46,7 +46,8 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
       options.tileSize.getValue(), options.blockSize.getValue(), options.chip.getValue(),
       options.features.getValue(), options.format.getValue(), toolkit,
       options.blockY.getValue(), options.blockZ.getValue(), options.unroll.getValue(),
-      options.adjoint ? "mixer-scan-adjoint," : "", options.indexBitwidth.getValue());
+      options.adjoint ? "mixer-scan-adjoint," : "", options.indexBitwidth.getValue(),
+      options.vectorAlignment.getValue());
   if (options.host)
     text += "," + hostToLLVMPipeline(/*gpuLaunches=*/true);
   if (failed(parsePassPipeline(text, pm, llvm::errs())))

@@ -103,11 +103,15 @@ struct Spec {
   bool reverse = false, logSpace = false, hasInit = false;
   int64_t bucket = 0; // CUDA only: channels per thread-block row
   int int32 = -1;     // adjoint on CUDA only: 32-bit indexing (1) or not (0)
+  // CUDA jagged forward: which of a (1), b (2), h (4) have time-contiguous,
+  // 16-byte aligned blocks (moved as vectors by the kernel).
+  int timeMajor = 0;
 
   bool operator==(const Spec &o) const {
     return adjoint == o.adjoint && device == o.device && a == o.a && b == o.b &&
            block == o.block && k == o.k && reverse == o.reverse && logSpace == o.logSpace &&
-           hasInit == o.hasInit && bucket == o.bucket && int32 == o.int32;
+           hasInit == o.hasInit && bucket == o.bucket && int32 == o.int32 &&
+           timeMajor == o.timeMajor;
   }
 
   std::string str() const {
@@ -120,6 +124,8 @@ struct Spec {
       s += ";bucket=" + std::to_string(bucket);
     if (int32 >= 0)
       s += ";int32=" + std::to_string(int32);
+    if (timeMajor)
+      s += ";tm=" + std::to_string(timeMajor);
     return s;
   }
 };
@@ -129,7 +135,7 @@ struct SpecHash {
     uint64_t h = std::hash<c10::Device>()(s.device);
     for (int64_t v : {int64_t(s.adjoint), int64_t(s.a), int64_t(s.b), s.block, s.k,
                       int64_t(s.reverse), int64_t(s.logSpace), int64_t(s.hasInit), s.bucket,
-                      int64_t(s.int32)})
+                      int64_t(s.int32), int64_t(s.timeMajor)})
       h = (h ^ uint64_t(v)) * 0x100000001b3ULL; // FNV-1a style mixing
     return h;
   }
@@ -137,6 +143,28 @@ struct SpecHash {
 
 std::mutex cacheMutex;
 std::unordered_map<Spec, void *, SpecHash> cache;
+
+/// Whether a [B, T, D] tensor is laid out channels-by-time (unit time stride,
+/// not also unit channel stride).
+bool timeContiguous(const at::Tensor &t) {
+  return t.size(1) > 1 && t.stride(1) == 1 && (t.size(2) == 1 || t.stride(2) != 1);
+}
+
+/// Whether every jagged block of a [B, T, D] operand is contiguous in time and
+/// starts on a 16-byte boundary, so the kernel may move each block with aligned
+/// vector accesses. Blocks start at multiples of `block` steps from t = 0
+/// (tiles are block-aligned).
+bool blocksAligned(const at::Tensor &t, int64_t block) {
+  constexpr int64_t alignment = 16;
+  int64_t element = t.element_size();
+  if (!timeContiguous(t) || (block * element) % alignment ||
+      reinterpret_cast<uintptr_t>(t.data_ptr()) % alignment)
+    return false;
+  for (int64_t d : {0, 2})
+    if (t.size(d) > 1 && (t.stride(d) * element) % alignment)
+      return false;
+  return true;
+}
 
 /// The compiled function for `spec`, compiling it through Python on a miss.
 void *lookup(const Spec &spec) {
@@ -208,9 +236,12 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor &a, const at::Tensor &b
   auto st = stateType(a.scalar_type(), b.scalar_type());
   int64_t B = b.size(0), T = b.size(1), D = b.size(2);
   auto opts = b.options().dtype(st);
-  // h takes b's layout when b is dense (a time-major view of channels-by-time
-  // data gets a channels-by-time h, as BTP needs), else contiguous [B, T, D].
-  at::Tensor h = at::empty_like(b, opts), fin = at::empty({B, D}, opts);
+  // h is channels-by-time when b is time-contiguous (BTP's layout: the scan
+  // then reads and writes whole blocks), else contiguous [B, T, D]. The fake
+  // kernel (python/mixir/ops/scan.py, _output_like) follows the same rule.
+  at::Tensor h = timeContiguous(b) ? at::empty({B, D, T}, opts).transpose(1, 2)
+                                   : at::empty({B, T, D}, opts);
+  at::Tensor fin = at::empty({B, D}, opts);
   bool hasInit = init.has_value() && init->defined();
   if (hasInit)
     TORCH_CHECK(init->dim() == 2 && init->size(0) == B && init->size(1) == D &&
@@ -224,7 +255,11 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor &a, const at::Tensor &b
       fin.zero_();
     return {h, fin};
   }
-  void *fn = lookup(baseSpec(false, a, b, reverse, logSpace, block, k, hasInit));
+  Spec spec = baseSpec(false, a, b, reverse, logSpace, block, k, hasInit);
+  if (b.is_cuda() && block > 0)
+    spec.timeMajor = blocksAligned(a, block) | blocksAligned(b, block) << 1 |
+                     blocksAligned(h, block) << 2;
+  void *fn = lookup(spec);
   auto da = descriptor<3>(a), db = descriptor<3>(b), dh = descriptor<3>(h);
   auto df = descriptor<2>(fin);
   if (hasInit) {

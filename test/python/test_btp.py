@@ -176,3 +176,14 @@ def test_errors(args, match):
 def test_bad_k():
     with pytest.raises(ValueError, match="k must be 1 or 2"):
         mixir.ops.btp(torch.rand(1, 1, 16), torch.rand(1, 1, 16, 16), k=3)
+
+
+def test_scan_output_layout_follows_time_major_inputs():
+    """A time-contiguous b gives a channels-by-time h (what BTP's layout needs), and the
+    fake kernel agrees with the real one on those strides (opcheck)."""
+    a = torch.rand(2, 5, 40).transpose(1, 2)
+    b = torch.randn(2, 5, 40).transpose(1, 2)
+    h, _ = mixir.ops.scan(a, b, window=mixir.ops.jagged(16, 2))
+    assert h.stride() == (200, 1, 40)
+    assert mixir.ops.scan(a.contiguous(), b.contiguous())[0].is_contiguous()
+    torch.library.opcheck(torch.ops.mixir.scan.default, (a, b, None, False, False, 16, 2))

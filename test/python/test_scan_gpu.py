@@ -217,3 +217,27 @@ def test_gradients_across_tiles(window, reverse):
     want = torch.autograd.grad((rh * wh.cpu()).sum() + (rf * wf.cpu()).sum(), ref_leaves)
     for g, r in zip(got, want):
         assert float(torch.linalg.vector_norm(g.cpu() - r) / torch.linalg.vector_norm(r)) <= 1e-10
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("T", [16, 50, 300, 4099])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("offset", [0, 1])
+def test_time_major_layout(dtype, T, reverse, k, offset):
+    """Channels-by-time data ([B, D, T] memory, a time-contiguous [B, T, D] view): the
+    jagged kernel moves whole blocks with aligned vector accesses when every block
+    start is 16-byte aligned (offset 0), scalar accesses otherwise (offset 1)."""
+    g = torch.Generator().manual_seed(T + k)
+    B, D = 3, 20
+    Tp = (T + 1 + 15) // 16 * 16  # rows padded to whole blocks: aligned row starts
+    a_mem = torch.rand(B, D, Tp, generator=g, dtype=torch.float64)
+    b_mem = torch.randn(B, D, Tp, generator=g, dtype=torch.float64)
+    a = a_mem.to(dtype).cuda()[:, :, offset:offset + T].transpose(1, 2)
+    b = b_mem.to(dtype).cuda()[:, :, offset:offset + T].transpose(1, 2)
+    w = mixir.ops.jagged(16, k)
+    h, final = mixir.ops.scan(a, b, reverse=reverse, window=w, output_final_state=True)
+    ref_h, ref_f = scan_ref(a.cpu(), b.cpu(), reverse=reverse, window=("jagged", 16, k))
+    assert rel_err(h, ref_h) <= 1e-5
+    assert rel_err(final, ref_f) <= 1e-5
+    assert h.stride(1) == 1  # h is channels-by-time like b

@@ -65,6 +65,11 @@ struct MixerToNVVMOptions : public PassPipelineOptions<MixerToNVVMOptions> {
       llvm::cl::desc("Index width inside kernels: 32 halves address registers and is valid "
                      "when every element offset of every operand is below 2^31"),
       llvm::cl::init(64)};
+  PassOptions::Option<int64_t> vectorAlignment{
+      *this, "vector-alignment",
+      llvm::cl::desc("Byte alignment the caller guarantees at every jagged block start of a "
+                     "time-contiguous operand (mixer-lower-channel-scan); 0 = none"),
+      llvm::cl::init(0)};
   PassOptions::Option<bool> host{
       *this, "host",
       llvm::cl::desc("Also lower the host side to LLVM: the launches become calls of the "

@@ -14,6 +14,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/Builders.h"
 
 #include <optional>
@@ -111,7 +112,26 @@ Value offsetIndex(OpBuilder &b, Location loc, Value base, int64_t k) {
   return arith::AddIOp::create(b, loc, base, arith::ConstantIndexOp::create(b, loc, k));
 }
 
-void lowerChannelScan(ChannelScanOp op, int64_t unroll) {
+/// Whether one jagged block of `series` can move as a single vector access:
+/// a real element type, static unit stride over time, and a block whose byte
+/// size is a multiple of the alignment the caller vouches for (`alignment`
+/// bytes at every block start; 0 = no such promise).
+bool blockVectorizable(Value series, int64_t block, int64_t alignment) {
+  if (!series || alignment <= 0)
+    return false;
+  auto type = cast<MemRefType>(series.getType());
+  Type element = type.getElementType();
+  if (!element.isIntOrFloat())
+    return false;
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  if (failed(type.getStridesAndOffset(strides, offset)) || strides.size() != 1 || strides[0] != 1)
+    return false;
+  int64_t bytes = block * element.getIntOrFloatBitWidth() / 8;
+  return bytes % alignment == 0;
+}
+
+void lowerChannelScan(ChannelScanOp op, int64_t unroll, int64_t vectorAlignment) {
   OpBuilder b(op);
   Location loc = op.getLoc();
   Type stateTy = op.getFinalState().getType();
@@ -233,14 +253,52 @@ void lowerChannelScan(ChannelScanOp op, int64_t unroll) {
     head = stepLoop(c0, rem, inits);
     state = head.getResults();
   }
+  // Time-contiguous operands of a jagged scan move one block per vector access
+  // (a thread's block is contiguous in memory; scalar accesses by neighbouring
+  // threads would touch a different line each): vector loads and stores at the
+  // block's first position, aligned as the caller promised.
+  int64_t block = window.isJagged() ? window.getBlock() : 0;
+  bool vecGates = block && blockVectorizable(op.getGates(), block, vectorAlignment);
+  bool vecInputs = block && blockVectorizable(op.getInputs(), block, vectorAlignment);
+  bool vecOutput = block && blockVectorizable(op.getOutput(), block, vectorAlignment);
+  auto loadBlock = [&](OpBuilder &lb, Value series, Value start) {
+    auto element = cast<MemRefType>(series.getType()).getElementType();
+    return vector::LoadOp::create(lb, loc, VectorType::get({block}, element), series,
+                                  ValueRange{start}, /*nontemporal=*/false,
+                                  llvm::MaybeAlign(vectorAlignment))
+        .getResult();
+  };
   auto main = scf::ForOp::create(
       b, loc, mainBegin, mainEnd, uV, state,
       [&](OpBuilder &lb, Location, Value i0, ValueRange iter) {
+        // The block's first position in memory (reverse: the last processed).
+        Value start = i0;
+        if (reverse)
+          start = arith::SubIOp::create(lb, loc, last,
+                                        offsetIndex(lb, loc, i0, u - 1));
+        // Step k reads element k of the block (reverse: u - 1 - k).
+        auto lane = [&](int64_t k) { return reverse ? u - 1 - k : k; };
+        Value gateBlock = vecGates ? loadBlock(lb, op.getGates(), start) : Value();
+        Value inputBlock = vecInputs ? loadBlock(lb, op.getInputs(), start) : Value();
         SmallVector<Value> is;
         SmallVector<Loaded> xs;
         for (int64_t k = 0; k < u; ++k) {
           is.push_back(offsetIndex(lb, loc, i0, k));
-          xs.push_back(loadStep(lb, is.back()));
+          if (!vecGates && !vecInputs) {
+            xs.push_back(loadStep(lb, is.back()));
+            continue;
+          }
+          Value t = reverse ? arith::SubIOp::create(lb, loc, last, is.back()).getResult()
+                            : is.back();
+          StateMath m{lb, loc, stateTy};
+          Value g = vecGates ? vector::ExtractOp::create(lb, loc, gateBlock, lane(k)).getResult()
+                             : memref::LoadOp::create(lb, loc, op.getGates(), ValueRange{t})
+                                   .getResult();
+          Value v = vecInputs
+                        ? vector::ExtractOp::create(lb, loc, inputBlock, lane(k)).getResult()
+                        : memref::LoadOp::create(lb, loc, op.getInputs(), ValueRange{t})
+                              .getResult();
+          xs.push_back(Loaded{t, m.gate(g, logSpace), m.toState(v)});
         }
         SmallVector<Value> cur(iter.begin(), iter.end()), ys;
         for (int64_t k = 0; k < u; ++k) {
@@ -251,8 +309,18 @@ void lowerChannelScan(ChannelScanOp op, int64_t unroll) {
           cur = next;
           ys.push_back(y);
         }
-        for (int64_t k = 0; k < u; ++k)
-          storeState(lb, ys[k], xs[k].t);
+        if (vecOutput) {
+          SmallVector<Value> inMemoryOrder(u);
+          for (int64_t k = 0; k < u; ++k)
+            inMemoryOrder[lane(k)] = ys[k];
+          Value packed = vector::FromElementsOp::create(
+              lb, loc, VectorType::get({block}, stateTy), inMemoryOrder);
+          vector::StoreOp::create(lb, loc, packed, op.getOutput(), ValueRange{start},
+                                  /*nontemporal=*/false, llvm::MaybeAlign(vectorAlignment));
+        } else {
+          for (int64_t k = 0; k < u; ++k)
+            storeState(lb, ys[k], xs[k].t);
+        }
         scf::YieldOp::create(lb, loc, cur);
       });
   Value result = main.getResult(0);
@@ -506,7 +574,7 @@ public:
     SmallVector<ChannelScanOp> ops;
     getOperation().walk([&](ChannelScanOp op) { ops.push_back(op); });
     for (ChannelScanOp op : ops)
-      lowerChannelScan(op, unroll);
+      lowerChannelScan(op, unroll, vectorAlignment);
     SmallVector<ChannelScanAdjointOp> adjoints;
     getOperation().walk([&](ChannelScanAdjointOp op) { adjoints.push_back(op); });
     for (ChannelScanAdjointOp op : adjoints)

@@ -73,27 +73,39 @@ def _state_dtype(*dtypes: torch.dtype) -> torch.dtype:
     return torch.float64 if wide else torch.float32
 
 
-def _memref(rank: int, element: str) -> str:
+def _output_like(b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """h for inputs b: channels-by-time when b is time-contiguous (BTP's layout), else
+    contiguous [B, T, D]; the rule of the C++ op (timeContiguous in ScanOps.cpp)."""
+    B, T, D = b.shape
+    if T > 1 and b.stride(1) == 1 and (D == 1 or b.stride(2) != 1):
+        return b.new_empty((B, D, T), dtype=dtype).transpose(1, 2)
+    return b.new_empty((B, T, D), dtype=dtype)
+
+
+def _memref(rank: int, element: str, time_unit_stride: bool = False) -> str:
     dims = "x".join("?" * rank)
-    strides = ", ".join("?" * rank)
+    strides = ", ".join("1" if (time_unit_stride and i == 1) else "?" for i in range(rank))
     return f"memref<{dims}x{element}, strided<[{strides}], offset: ?>>"
 
 
 def scan_ir(gate: str, inp: str, state: str, window: Window, reverse: bool, log_space: bool,
-            has_init: bool, has_final: bool) -> str:
-    """The `mixer.scan` function for one specialisation (buffer form, DPS)."""
-    seq = lambda e: _memref(3, e)  # noqa: E731
+            has_init: bool, has_final: bool, time_major: int = 0) -> str:
+    """The `mixer.scan` function for one specialisation (buffer form, DPS).
+    time_major: bit mask of a (1), b (2), h (4) with unit stride over time (a static
+    stride in their memref types, which lets the lowering move whole blocks as vectors)."""
+    ta, tb, th = (_memref(3, e, bool(time_major & bit))
+                  for e, bit in ((gate, 1), (inp, 2), (state, 4)))
     st = _memref(2, state)
-    args = [f"%a: {seq(gate)}", f"%b: {seq(inp)}"]
+    args = [f"%a: {ta}", f"%b: {tb}"]
     if has_init:
         args.append(f"%h0: {st}")
-    args.append(f"%h: {seq(state)}")
+    args.append(f"%h: {th}")
     if has_final:
         args.append(f"%hT: {st}")
     flags = (" log_space" if log_space else "") + (" reverse" if reverse else "")
-    body = (f"mixer.scan {window.ir()}{flags} gates(%a : {seq(gate)}) inputs(%b : {seq(inp)})"
+    body = (f"mixer.scan {window.ir()}{flags} gates(%a : {ta}) inputs(%b : {tb})"
             + (f" init(%h0 : {st})" if has_init else "")
-            + f" outs(%h : {seq(state)})"
+            + f" outs(%h : {th})"
             + (f" final(%hT : {st})" if has_final else ""))
     return (f"func.func @scan({', '.join(args)}) attributes {{llvm.emit_c_interface}} {{\n"
             f"  {body}\n  return\n}}\n")
@@ -228,7 +240,7 @@ def _run_scan(a, b, initial_state, reverse, log_space, w: Window):
     """Allocates h and the final state and runs the compiled specialisation."""
     state_dtype = _state_dtype(a.dtype, b.dtype)
     B, T, D = b.shape
-    h = torch.empty_like(b, dtype=state_dtype)  # b's layout when dense (as the C++ op)
+    h = _output_like(b, state_dtype)
     final = torch.empty((B, D), dtype=state_dtype, device=b.device)
     if T == 0 or B == 0 or D == 0:
         final.copy_(initial_state if (initial_state is not None and w.kind == "global")
@@ -272,7 +284,7 @@ def _window_of(block: int, k: int) -> Window:
 def _scan_fake(a, b, initial_state, reverse, log_space, block, k):
     state_dtype = _state_dtype(a.dtype, b.dtype)
     B, T, D = b.shape
-    return torch.empty_like(b, dtype=state_dtype), b.new_empty((B, D), dtype=state_dtype)
+    return _output_like(b, state_dtype), b.new_empty((B, D), dtype=state_dtype)
 
 
 def _scan_backward_fake(a, b, initial_state, h, grad_h, grad_final, reverse, log_space, block, k):
@@ -460,9 +472,13 @@ def _compile_spec(spec: bytes) -> int:
     reverse, log_space, has_init = f["reverse"] == "1", f["log"] == "1", f["init"] == "1"
     device = torch.device(f["dev"])
     config = _config_for_bucket(int(f["bucket"]), w) if device.type == "cuda" else None
+    time_major = int(f.get("tm", "0"))
     ir = scan_ir(_ELEMENT[a_t], _ELEMENT[b_t], _ELEMENT[state], w, reverse, log_space,
-                 has_init, True)
+                 has_init, True, time_major)
     if kind == "scan":
+        if time_major:
+            # The C++ op checked that every block start is 16-byte aligned.
+            config = (config + " " if config else "") + "vector-alignment=16"
         k = _Kernel(ir, 5 if has_init else 4, device, config)
     else:
         opts = "adjoint=1" + (f" {config}" if config else "")

@@ -1,0 +1,56 @@
+// RUN: mixer-opt %s -split-input-file --mixer-lower-channel-scan="unroll=8 vector-alignment=8" | FileCheck %s
+
+!vu = memref<?xbf16, strided<[1], offset: ?>>
+!hu = memref<?xf32, strided<[1], offset: ?>>
+
+// Time-contiguous operands of a jagged scan: one aligned vector load per
+// operand and block, one aligned vector store of the block's outputs.
+// CHECK-LABEL: func.func @time_major
+// CHECK:       scf.for %[[I:.*]] = %{{.*}} step %c4
+// CHECK:         vector.load %{{.*}}[%[[I]]] {alignment = 8 : i64} : memref<?xbf16, strided<[1], offset: ?>>, vector<4xbf16>
+// CHECK:         vector.load %{{.*}}[%[[I]]] {alignment = 8 : i64} : memref<?xbf16, strided<[1], offset: ?>>, vector<4xbf16>
+// CHECK-COUNT-4: vector.extract
+// CHECK-NOT:     memref.store
+// CHECK:         %[[Y:.*]] = vector.from_elements
+// CHECK:         vector.store %[[Y]], %{{.*}}[%[[I]]] {alignment = 8 : i64} : memref<?xf32, strided<[1], offset: ?>>, vector<4xf32>
+// The partial last block: scalar steps.
+// CHECK:       scf.for
+// CHECK:         memref.load
+// CHECK:         memref.store
+func.func @time_major(%a: !vu, %b: !vu, %h: !hu) -> f32 {
+  %r = mixer.channel_scan jagged<block = 4, k = 2> gates(%a : !vu) inputs(%b : !vu) outs(%h : !hu) -> f32
+  return %r : f32
+}
+
+// -----
+
+!vu = memref<?xbf16, strided<[1], offset: ?>>
+!hu = memref<?xf32, strided<[1], offset: ?>>
+
+// Reverse: the block is read from its first position in memory and its
+// elements taken last to first (step 0 is the block's last element).
+// CHECK-LABEL: func.func @reverse
+// CHECK:       scf.for %[[I:.*]] = %{{.*}} step %c4
+// CHECK:         %[[END:.*]] = arith.addi %[[I]], %c3
+// CHECK:         %[[START:.*]] = arith.subi %{{.*}}, %[[END]]
+// CHECK:         %[[G:.*]] = vector.load %{{.*}}[%[[START]]]
+// CHECK:         vector.extract %[[G]][3]
+// CHECK:         vector.store %{{.*}}, %{{.*}}[%[[START]]]
+func.func @reverse(%a: !vu, %b: !vu, %h: !hu) -> f32 {
+  %r = mixer.channel_scan jagged<block = 4, k = 1> reverse gates(%a : !vu) inputs(%b : !vu) outs(%h : !hu) -> f32
+  return %r : f32
+}
+
+// -----
+
+!v = memref<?xbf16, strided<[?], offset: ?>>
+!h = memref<?xf32, strided<[?], offset: ?>>
+
+// A dynamic stride over time (or a global window) keeps scalar accesses.
+// CHECK-LABEL: func.func @strided
+// CHECK-NOT:   vector.
+// CHECK:       return
+func.func @strided(%a: !v, %b: !v, %h: !h) -> f32 {
+  %r = mixer.channel_scan jagged<block = 4, k = 2> gates(%a : !v) inputs(%b : !v) outs(%h : !h) -> f32
+  return %r : f32
+}
