@@ -560,7 +560,9 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
     cu_seqlens: int tensor [N + 1] of packed sequence boundaries (batch must be 1, like
     fla); initial_state and final_state are then [N, D], one per sequence. Jagged windows
     need every sequence to start on a block boundary (blocks are per-sequence aligned).
-    Differentiable in a, b and initial_state. Returns (h [B, T, D], final_state [B, D] or None).
+    Differentiable in a, b and initial_state. Returns (h [B, T, D], final_state [B, D] or None);
+    h is stored channels-by-time when b is time-contiguous (stride 1 over time, as a
+    transposed [B, D, T] tensor is), else contiguous.
     """
     w = window if type(window) is Window else _window(window)
     _check_tensor("a", a, 3, "[batch, time, channels]")
