@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ...ops.btp import BLOCK, HEAD_DIM
-from ...ops.scan import Window, scan
+from ...ops.scan import Window, _state_dtype, scan
 
 __all__ = ["Phalanx", "btp_pytorch", "btp_pytorch_linspace", "METHODS"]
 
@@ -22,16 +22,12 @@ METHODS = ("default", "pytorch", "pytorch_linspace")
 _TINY_GATE = 1e-9  # spec 2.3: a gate at or below this cuts every path through it
 
 
-def _state_dtype(*tensors) -> torch.dtype:
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
 def _blocks(coeff: torch.Tensor, x: torch.Tensor):
     """Gates [B, H, nb, 16] and input tiles [B, H, nb, 16 (time), 16 (channel)]."""
     B, H, L = coeff.shape
     if L % BLOCK:
         raise ValueError(f"btp reference: length {L} is not a multiple of {BLOCK}")
-    st = _state_dtype(coeff, x)
+    st = _state_dtype(coeff.dtype, x.dtype)  # the scan's state rule: fp32, fp64 for fp64
     nb = L // BLOCK
     a = coeff.to(st).reshape(B, H, nb, BLOCK)
     u = x.to(st).reshape(B, H, HEAD_DIM, nb, BLOCK).permute(0, 1, 3, 4, 2)
