@@ -6,8 +6,10 @@
    H * 16 = 2048, L in {4096, 8192, 32768}, B * L = 65,536; bf16 gates and inputs, fp32
    output; k = 1 and 2; forward and backward. GB/s of minimum traffic (forward: x, coeff
    in, y out; backward: coeff, x, dy in, dcoeff, dx out) and % of the copy bandwidth
-   measured here. Peer: the log-space blockwise PyTorch form (btp_pytorch), eager and
-   under torch.compile. spear's CUDA kernel is reported as absent unless `spear` imports.
+   measured here. Peers: the log-space blockwise PyTorch form (btp_pytorch), eager and
+   under torch.compile, forward and backward; and for the forward, PyTorch's bf16 -> fp32
+   cast of x, the same bytes in the same read/write mix. spear's CUDA kernel is
+   reported as absent unless `spear` imports.
 2. Decode: Phalanx steps per second (one token for every sequence of the batch) at
    B in {1, 32, 256}, dim 2048, bf16 module.
 3. The Phalanx layer against a sliding-window attention layer of the same width (32
@@ -35,6 +37,9 @@ WINDOW = 32  # the jagged window reaches 17 to 32 tokens back; SWA gets the full
 
 
 def bench_btp(results, copy_gbs, quick):
+    # The compiled peer's backward is timed with retain_graph (one forward, many
+    # backwards), which donated buffers forbid.
+    torch._functorch.config.donated_buffer = False
     sizes = [4096] if quick else [4096, 8192, 32768]
     compiled_ref = torch.compile(btp_pytorch)
     try:
@@ -56,21 +61,41 @@ def bench_btp(results, copy_gbs, quick):
             eager = peer(lambda: bench(lambda: btp_pytorch(coeff, x, k), rep=50))
             comp = peer(lambda: bench(lambda: compiled_ref(coeff, x, k), rep=50))
             bytes_fwd = n * (2 + 4) + coeff.numel() * 2
+            # The same bytes in the same proportion (read 2 B, write 4 B per element)
+            # moved by PyTorch's own cast kernel: the roof of this traffic mix, which
+            # writes twice what it reads (the copy line is half reads, half writes).
+            y32 = torch.empty(x.shape, device="cuda")
+            cast = bench(lambda: y32.copy_(x))
+            write_only = bench(lambda: y32.zero_())  # y's 4 B per element alone
+            del y32
             cg, xg = coeff.clone().requires_grad_(), x.clone().requires_grad_()
             dy = torch.randn(B, H, 16, L, device="cuda")
             yg = mixir.ops.btp(cg, xg, k=k)
             bwd = bench(lambda: torch.autograd.grad(yg, (cg, xg), dy, retain_graph=True))
             bytes_bwd = n * (2 + 4 + 2) + coeff.numel() * 4
+
+            def ref_bwd(fn):
+                yr = fn(cg, xg, k)
+                return bench(lambda: torch.autograd.grad(yr, (cg, xg), dy, retain_graph=True),
+                             rep=50)
+            eager_bwd = peer(lambda: ref_bwd(btp_pytorch))
+            comp_bwd = peer(lambda: ref_bwd(compiled_ref))
             for pass_, ms, nbytes, e, c in (("fwd", fwd, bytes_fwd, eager, comp),
-                                            ("bwd", bwd, bytes_bwd, float("nan"), float("nan"))):
+                                            ("bwd", bwd, bytes_bwd, eager_bwd, comp_bwd)):
                 gbs = nbytes / ms / 1e6
                 row = dict(B=B, H=H, L=L, k=k, pass_=pass_, ms=ms, gbs=gbs,
                            pct_copy=100 * gbs / copy_gbs, eager_ms=e, compile_ms=c,
                            rel_err_vs_ref=err)
+                if pass_ == "fwd":
+                    row.update(cast_ms=cast, pct_cast=100 * cast / ms, write_y_ms=write_only)
                 results["btp"].append(row)
                 print(f"BTP [{B},{H},16,{L}] k={k} {pass_}: {ms:.3f} ms {gbs:.0f} GB/s "
                       f"{row['pct_copy']:.1f}% copy; eager {e:.3f} ms ({e / ms:.1f}x), "
-                      f"compile {c:.3f} ms ({c / ms:.1f}x); rel err {err:.1e}", flush=True)
+                      f"compile {c:.3f} ms ({c / ms:.1f}x); rel err {err:.1e}"
+                      + (f"; bf16->fp32 cast of x {cast:.3f} ms = {100 * cast / ms:.1f}% of "
+                         f"our speed ({bytes_fwd / cast / 1e6 / copy_gbs * 100:.1f}% copy); "
+                         f"writing y alone (zero_) {write_only:.3f} ms"
+                         if pass_ == "fwd" else ""), flush=True)
             del yg, cg, xg, dy
         del coeff, x
         torch.cuda.empty_cache()

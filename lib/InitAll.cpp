@@ -108,6 +108,7 @@ void mlir::mixer::registerAllPasses() {
   registerSCFParallelLoopTiling();
   registerGpuMapParallelLoopsPass();
   registerConvertParallelLoopToGpuPass();
+  registerGpuLaunchSinkIndexComputationsPass();
   registerGpuKernelOutliningPass();
   registerGpuNVVMAttachTarget();
   registerGpuModuleToBinaryPass();

@@ -20,6 +20,26 @@ def MixerTileScan : Pass<"mixer-tile-scan", "::mlir::func::FuncOp"> {
       so tiles run in order inside the channel (`scf.for` with the carry as an
       iteration argument); `tile-size = 0` keeps the whole sequence as one tile.
 
+    The parallel loop lists channels first, so that threads mapped to its first
+    dimension touch neighbouring addresses of a `[B, T, D]` tensor. With
+    `time-fastest` a jagged scan lists its time tiles first, then channels,
+    then batch rows: for a channels-by-time layout (BTP) neighbouring tiles of
+    one channel are neighbours in memory, while neighbouring channels are a
+    whole sequence apart; and the channels of one batch row, which may share
+    one gate (BTP's per-head gate), run close together.
+
+    `exchange-output` (GPU; with `time-fastest`, tiles of one block, an f32
+    output with unit time stride and `vector-alignment` >= 16) writes each
+    block's outputs to a private buffer instead of memory. Then the G = BL / 4
+    threads of a group, which own G neighbouring blocks, transpose their
+    16-byte chunks with `gpu.shuffle xor`, so that thread r stores chunk r of
+    every block of the group: one store instruction then covers whole blocks
+    (whole 32-byte sectors) instead of a quarter of each thread's block. The
+    tile loop is padded to a multiple of 32 so that every thread of a warp
+    reaches the shuffles; the pipeline must map it to threadIdx.x in blocks of
+    whole warps. The private buffer is placed in the kernel's entry block by
+    `mixer-hoist-static-allocas` (so it becomes registers).
+
     Before:
     ```mlir
     mixer.scan jagged<block = 16, k = 2> gates(%a : memref<?x?x?xf32>)
@@ -34,12 +54,24 @@ def MixerTileScan : Pass<"mixer-tile-scan", "::mlir::func::FuncOp"> {
     ```
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
-                           "::mlir::arith::ArithDialect"];
+                           "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect",
+                           "::mlir::vector::VectorDialect"];
   let options = [
     Option<"tileSize", "tile-size", "int64_t", /*default=*/"256",
            "Time steps per tile for jagged windows (a multiple of the block)">,
     Option<"globalTileSize", "global-tile-size", "int64_t", /*default=*/"0",
-           "Time steps per tile for global windows (0 = whole sequence in one tile)">
+           "Time steps per tile for global windows (0 = whole sequence in one tile)">,
+    Option<"timeFastest", "time-fastest", "bool", /*default=*/"false",
+           "Jagged windows: order the parallel loop (tile, channel, batch row) instead "
+           "of (channel, batch row, tile)">,
+    Option<"exchangeOutput", "exchange-output", "bool", /*default=*/"false",
+           "GPU only, with time-fastest and one-block tiles: neighbouring threads swap "
+           "parts of their blocks' outputs (gpu.shuffle) so that each store writes "
+           "whole 32-byte sectors; needs thread blocks of whole warps">,
+    Option<"vectorAlignment", "vector-alignment", "int64_t", /*default=*/"0",
+           "Byte alignment the caller guarantees at every jagged block start of a "
+           "time-contiguous operand (as in mixer-lower-channel-scan); exchange-output "
+           "applies only with 16 or more">
   ];
 }
 
@@ -66,7 +98,9 @@ def MixerLowerChannelScan : Pass<"mixer-lower-channel-scan", "::mlir::func::Func
     unrolled jagged block of a real operand whose memref has a static unit
     stride over time is read and written with one `vector.load`/`vector.store`
     of the whole block, aligned to A. A channels-by-time layout (BTP) needs
-    this: each thread's block is contiguous, its neighbours' are not.
+    this: each thread's block is contiguous, its neighbours' are not. The
+    jagged `mixer.channel_scan_adjoint` does the same for the full blocks of
+    its gates, inputs, output gradient and both gradient destinations.
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
                            "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
@@ -78,6 +112,19 @@ def MixerLowerChannelScan : Pass<"mixer-lower-channel-scan", "::mlir::func::Func
            "Byte alignment the caller guarantees at every jagged block start of a "
            "time-contiguous operand; > 0 enables whole-block vector loads/stores">
   ];
+}
+
+def MixerHoistStaticAllocas : Pass<"mixer-hoist-static-allocas", "::mlir::gpu::GPUModuleOp"> {
+  let summary = "Move statically sized memref.alloca ops of GPU kernels to their entry block";
+  let description = [{
+    LLVM promotes a stack slot to registers (SROA, mem2reg) only when its
+    alloca is in the function's entry block. A `memref.alloca` of static shape
+    nested in a kernel's loops or conditionals (the private output buffer of
+    `mixer-tile-scan{exchange-output}`) is moved to the start of the entry
+    block of its `gpu.func`. This keeps its meaning: a kernel is one allocation
+    scope, so the buffer already lived until the kernel returned, and a fresh
+    allocation holds undefined contents, as the reused one does.
+  }];
 }
 
 def MixerScanAdjoint : Pass<"mixer-scan-adjoint", "::mlir::ModuleOp"> {

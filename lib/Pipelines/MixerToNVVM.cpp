@@ -2,7 +2,9 @@
 //
 // mixer IR -> tiled scf loops -> gpu.launch (tiles' scf.parallel mapped to
 // blocks and threads: channels on threadIdx.x for coalescing; with few channels,
-// batch rows (block-y) or time tiles (block-z) fill the rest of the block) -> outlined
+// batch rows (block-y) or time tiles (block-z) fill the rest of the block;
+// `time-fastest` swaps tiles and channels for channels-by-time layouts, and
+// `exchange-output` adds a warp-level exchange of output chunks before stores) -> outlined
 // gpu.module -> NVVM -> gpu.binary (PTX or cubin).
 //
 // The host side keeps gpu.launch_func, or with `host` is lowered to LLVM:
@@ -33,21 +35,37 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
                                            const MixerToNVVMOptions &options) {
   std::string toolkit =
       options.toolkit.getValue().empty() ? defaultCudaToolkitPath() : options.toolkit.getValue();
+  // The output exchange shuffles across whole warps: every thread of a warp
+  // must exist and reach it.
+  int64_t blockSize = options.blockSize.getValue();
+  if (options.exchangeOutput)
+    blockSize = (blockSize + 31) / 32 * 32;
+  // Constants left outside the launch become kernel arguments: divisions by
+  // them run at run time and indices into private buffers are dynamic (local
+  // memory), which the exchange cannot afford. The other kernels were tuned
+  // (and measured: bench/results) without sinking, which changes LLVM's
+  // unrolling of their known-length loops (the [B, T, D] jagged forward at S7
+  // drops from 85% to 69% of copy with it), so it is opt-in.
+  bool sink = options.sinkConstants || options.exchangeOutput;
   std::string text = llvm::formatv(
       "{9}one-shot-bufferize{{bufferize-function-boundaries=1},"
-      "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan{{unroll={8} vector-alignment={11}},"
+      "func.func(mixer-tile-scan{{tile-size={0} time-fastest={12} exchange-output={13} "
+      "vector-alignment={11}},"
+      "mixer-lower-channel-scan{{unroll={8} vector-alignment={11}},"
       "scf-parallel-loop-tiling{{parallel-loop-tile-sizes={1},{6},{7} no-min-max-bounds=1},"
       "gpu-map-parallel-loops,convert-parallel-loops-to-gpu,canonicalize,cse),"
-      "gpu-kernel-outlining,"
+      "{14}gpu-kernel-outlining,"
       "nvvm-attach-target{{chip={2} features={3} O=3},"
-      "gpu.module(arith-expand,expand-strided-metadata,lower-affine,convert-scf-to-cf,"
+      "gpu.module(mixer-hoist-static-allocas,arith-expand,expand-strided-metadata,lower-affine,convert-scf-to-cf,"
       "convert-gpu-to-nvvm{{index-bitwidth={10}},canonicalize,cse,reconcile-unrealized-casts),"
       "gpu-module-to-binary{{format={4} toolkit={5}}",
-      options.tileSize.getValue(), options.blockSize.getValue(), options.chip.getValue(),
+      options.tileSize.getValue(), blockSize, options.chip.getValue(),
       options.features.getValue(), options.format.getValue(), toolkit,
       options.blockY.getValue(), options.blockZ.getValue(), options.unroll.getValue(),
       options.adjoint ? "mixer-scan-adjoint," : "", options.indexBitwidth.getValue(),
-      options.vectorAlignment.getValue());
+      options.vectorAlignment.getValue(), options.timeFastest.getValue() ? "1" : "0",
+      options.exchangeOutput.getValue() ? "1" : "0",
+      sink ? "gpu-launch-sink-index-computations," : "");
   if (options.host)
     text += "," + hostToLLVMPipeline(/*gpuLaunches=*/true);
   if (failed(parsePassPipeline(text, pm, llvm::errs())))

@@ -17,8 +17,10 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Complex/IR/Complex.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/Builders.h"
 
 namespace mlir::mixer {
@@ -119,7 +121,8 @@ private:
   /// Emits the scf.parallel over (channel, batch row, tile) shared by a jagged
   /// scan and its adjoint, and calls `body` inside it.
   LogicalResult emitJaggedTiles(Operation *op, Value gates, int64_t blockLen,
-                                function_ref<void(OpBuilder &, const JaggedTile &)> body) {
+                                function_ref<void(OpBuilder &, const JaggedTile &)> body,
+                                int64_t padTilesTo = 1) {
     if (tileSize <= 0 || tileSize % blockLen != 0)
       return op->emitOpError() << "mixer-tile-scan: tile-size " << static_cast<int64_t>(tileSize)
                                << " must be a positive multiple of the jagged block "
@@ -133,11 +136,26 @@ private:
     Value channels = memref::DimOp::create(b, loc, gates, 2);
     Value tile = tb.idx(tileSize);
     Value numTiles = tb.ceilDiv(time, tile);
+    // The first dimension is the one mapped to threadIdx.x: whichever
+    // neighbours in memory (see the pass description).
+    // Padded tiles (past numTiles) run the body with nothing in range.
+    Value paddedTiles =
+        padTilesTo > 1 ? tb.mul(tb.ceilDiv(numTiles, tb.idx(padTilesTo)), tb.idx(padTilesTo))
+                       : numTiles;
+    // time-fastest: (tile, channel, batch row), so that the channels of one
+    // batch row run close together and share its gates in cache (a gate
+    // broadcast over channels, as BTP's per-head gate, is read once per
+    // channel).
+    SmallVector<Value> upper = timeFastest
+                                   ? SmallVector<Value>{paddedTiles, channels, batch}
+                                   : SmallVector<Value>{channels, batch, paddedTiles};
     scf::ParallelOp::create(
-        b, loc, ValueRange{c0, c0, c0}, ValueRange{channels, batch, numTiles},
-        ValueRange{c1, c1, c1}, [&](OpBuilder &nb, Location, ValueRange ivs) {
+        b, loc, ValueRange{c0, c0, c0}, upper, ValueRange{c1, c1, c1},
+        [&](OpBuilder &nb, Location, ValueRange ivs) {
           TileBuilder t{nb, loc};
-          JaggedTile tl{ivs[0], ivs[1], ivs[2], {}, {}, {}, time, numTiles};
+          JaggedTile tl = timeFastest
+                              ? JaggedTile{ivs[1], ivs[2], ivs[0], {}, {}, {}, time, numTiles}
+                              : JaggedTile{ivs[0], ivs[1], ivs[2], {}, {}, {}, time, numTiles};
           tl.t0 = t.mul(tl.j, tile);
           tl.len = t.min(tile, t.sub(time, tl.t0));
           tl.end = t.add(tl.t0, tl.len);
@@ -168,13 +186,38 @@ private:
     return ifOp.getResult(0);
   }
 
+  /// Threads per output exchange group for `op` under exchange-output: the
+  /// number of 16-byte chunks in one block of f32 outputs (0: not applicable,
+  /// the tile stores its outputs itself).
+  int64_t exchangeGroup(ScanOp op) {
+    if (!exchangeOutput || vectorAlignment < 16 || !op.getOutput() ||
+        !op.getStateElementType().isF32())
+      return 0;
+    auto outTy = cast<MemRefType>(op.getOutput().getType());
+    SmallVector<int64_t> strides;
+    int64_t offset;
+    if (failed(outTy.getStridesAndOffset(strides, offset)) || strides[1] != 1)
+      return 0;
+    int64_t group = op.getWindow().getBlock() / 4;
+    if (op.getWindow().getBlock() % 4 || !llvm::isPowerOf2_64(group) || group > 32)
+      return 0;
+    return group;
+  }
+
   LogicalResult tileJagged(ScanOp op) {
     WindowAttr window = op.getWindow();
     int64_t blockLen = window.getBlock();
     bool reverse = op.getReverse();
     Location loc = op.getLoc();
     Value gates = op.getGates(), inputs = op.getInputs();
-    return emitJaggedTiles(op, gates, blockLen, [&](OpBuilder &nb, const JaggedTile &tl) {
+    if (exchangeOutput && (!timeFastest || tileSize != blockLen))
+      return op.emitOpError() << "mixer-tile-scan: exchange-output needs time-fastest and "
+                                 "tiles of one block (tile-size = "
+                              << blockLen << ")";
+    int64_t group = exchangeGroup(op);
+    // Runs the tile's recurrence into `out` (null: no output) and stores the
+    // final state from the last tile; returns the tile's last state.
+    auto scanTile = [&](OpBuilder &nb, const JaggedTile &tl, Value out) {
       TileBuilder t{nb, loc};
       Value carry;
       if (window.hasCarry()) {
@@ -190,7 +233,6 @@ private:
                                op.getReverseAttr(),
                                [&](OpBuilder &eb) { return initialCarry(eb, op, tl.n, tl.d); });
       }
-      Value out = op.getOutput() ? t.series(op.getOutput(), tl.n, tl.t0, tl.len, tl.d) : Value();
       Value last = channelScan(nb, op, window, t.series(gates, tl.n, tl.t0, tl.len, tl.d),
                                t.series(inputs, tl.n, tl.t0, tl.len, tl.d), carry, out);
       if (Value fin = op.getFinalState()) {
@@ -203,7 +245,107 @@ private:
           scf::YieldOp::create(tbld, loc);
         });
       }
-    });
+    };
+    return emitJaggedTiles(
+        op, gates, blockLen,
+        [&](OpBuilder &nb, const JaggedTile &tl) {
+          TileBuilder t{nb, loc};
+          if (!group) {
+            Value out =
+                op.getOutput() ? t.series(op.getOutput(), tl.n, tl.t0, tl.len, tl.d) : Value();
+            scanTile(nb, tl, out);
+            return;
+          }
+          emitExchangedTile(nb, op, tl, group, scanTile);
+        },
+        group ? 32 : 1);
+  }
+
+  /// exchange-output: a full block's outputs go to a private buffer, the
+  /// partial last block stores its own; then every thread (padded ones too)
+  /// takes part in the exchange, and stores chunk r of each full block of its
+  /// group, r being its place in the group.
+  void emitExchangedTile(OpBuilder &nb, ScanOp op, const JaggedTile &tl, int64_t group,
+                         function_ref<void(OpBuilder &, const JaggedTile &, Value)> scanTile) {
+    Location loc = op.getLoc();
+    TileBuilder t{nb, loc};
+    int64_t blockLen = op.getWindow().getBlock();
+    Type f32 = nb.getF32Type();
+    auto chunkTy = VectorType::get({4}, f32);
+    Value blockV = t.idx(blockLen);
+    auto buffer = memref::AllocaOp::create(nb, loc, MemRefType::get({blockLen}, f32),
+                                           nb.getI64IntegerAttr(16));
+    auto isFull = [&](TileBuilder &b, Value blockIndex) {
+      return b.cmp(arith::CmpIPredicate::ule, b.mul(b.add(blockIndex, b.idx(1)), blockV),
+                   tl.time);
+    };
+    scf::IfOp::create(nb, loc, t.cmp(arith::CmpIPredicate::ult, tl.t0, tl.time),
+                      [&](OpBuilder &ib, Location) {
+                        TileBuilder b{ib, loc};
+                        scf::IfOp::create(
+                            ib, loc, isFull(b, tl.j),
+                            [&](OpBuilder &fb, Location) {
+                              // A constant length: the block loop then folds
+                              // away and the buffer is indexed statically (so
+                              // LLVM keeps it in registers).
+                              JaggedTile whole = tl;
+                              whole.len = TileBuilder{fb, loc}.idx(blockLen);
+                              scanTile(fb, whole, buffer);
+                              scf::YieldOp::create(fb, loc);
+                            },
+                            [&](OpBuilder &pb, Location) {
+                              TileBuilder p{pb, loc};
+                              scanTile(pb, tl,
+                                       p.series(op.getOutput(), tl.n, tl.t0, tl.len, tl.d));
+                              scf::YieldOp::create(pb, loc);
+                            });
+                        scf::YieldOp::create(ib, loc);
+                      });
+    // Chunk q of this thread's block, q = 0..group-1.
+    Value mine = vector::LoadOp::create(nb, loc, VectorType::get({blockLen}, f32), buffer,
+                                        ValueRange{t.idx(0)}, /*nontemporal=*/false,
+                                        llvm::MaybeAlign(16));
+    SmallVector<Value> own, out;
+    for (int64_t q = 0; q < group; ++q) {
+      SmallVector<Value> elements;
+      for (int64_t e = 0; e < 4; ++e)
+        elements.push_back(vector::ExtractOp::create(nb, loc, mine, 4 * q + e));
+      own.push_back(vector::FromElementsOp::create(nb, loc, chunkTy, elements));
+    }
+    // Transpose within the group: out[s] = chunk r of block s of the group.
+    // Round m pairs thread r with r ^ m, which sends chunk r ^ m of its own
+    // block and receives chunk r of block r ^ m. Thread ids are tile indices
+    // (time-fastest, groups aligned to warps by the padding).
+    Value r = arith::RemUIOp::create(nb, loc, tl.j, t.idx(group));
+    out = own;
+    for (int64_t m = 1; m < group; ++m) {
+      Value partner = arith::XOrIOp::create(nb, loc, r, t.idx(m));
+      auto isPartner = [&](int64_t q) { return t.cmp(arith::CmpIPredicate::eq, partner, t.idx(q)); };
+      Value send = own[0];
+      for (int64_t q = 1; q < group; ++q)
+        send = arith::SelectOp::create(nb, loc, isPartner(q), own[q], send);
+      SmallVector<Value> lanes;
+      for (int64_t e = 0; e < 4; ++e) {
+        Value x = vector::ExtractOp::create(nb, loc, send, e);
+        lanes.push_back(
+            gpu::ShuffleOp::create(nb, loc, x, m, 32, gpu::ShuffleMode::XOR).getShuffleResult());
+      }
+      Value received = vector::FromElementsOp::create(nb, loc, chunkTy, lanes);
+      for (int64_t s = 0; s < group; ++s)
+        out[s] = arith::SelectOp::create(nb, loc, isPartner(s), received, out[s]);
+    }
+    Value groupStart = t.sub(tl.j, r);
+    for (int64_t s = 0; s < group; ++s) {
+      Value blockIndex = t.add(groupStart, t.idx(s));
+      scf::IfOp::create(nb, loc, isFull(t, blockIndex), [&](OpBuilder &sb, Location) {
+        TileBuilder b{sb, loc};
+        Value at = b.add(b.mul(blockIndex, blockV), b.mul(r, b.idx(4)));
+        Value dest = b.series(op.getOutput(), tl.n, at, b.idx(4), tl.d);
+        vector::StoreOp::create(sb, loc, out[s], dest, ValueRange{b.idx(0)},
+                                /*nontemporal=*/false, llvm::MaybeAlign(16));
+        scf::YieldOp::create(sb, loc);
+      });
+    }
   }
 
   /// A scalar of `op`'s state type read from a [B, D] operand, or zero.

@@ -103,8 +103,9 @@ struct Spec {
   bool reverse = false, logSpace = false, hasInit = false;
   int64_t bucket = 0; // CUDA only: channels per thread-block row
   int int32 = -1;     // adjoint on CUDA only: 32-bit indexing (1) or not (0)
-  // CUDA jagged forward: which of a (1), b (2), h (4) have time-contiguous,
-  // 16-byte aligned blocks (moved as vectors by the kernel).
+  // CUDA jagged scans: which of a (1), b (2), h (4) have time-contiguous,
+  // 16-byte aligned blocks (moved as vectors by the kernel); for the adjoint,
+  // together with their gradients da, db and dh.
   int timeMajor = 0;
 
   bool operator==(const Spec &o) const {
@@ -148,6 +149,18 @@ std::unordered_map<Spec, void *, SpecHash> cache;
 /// not also unit channel stride).
 bool timeContiguous(const at::Tensor &t) {
   return t.size(1) > 1 && t.stride(1) == 1 && (t.size(2) == 1 || t.stride(2) != 1);
+}
+
+/// A new [B, T, D] tensor of `dtype` laid out like `like`: channels-by-time
+/// when `like` is time-contiguous (BTP's layout, so the kernel moves whole
+/// blocks), else contiguous. Used for h (like b) and for the gradients of a
+/// and b. The fake kernels (python/mixir/ops/scan.py, _output_like) follow the
+/// same rule.
+at::Tensor allocateLike(const at::Tensor &like, at::ScalarType dtype) {
+  int64_t B = like.size(0), T = like.size(1), D = like.size(2);
+  auto opts = like.options().dtype(dtype);
+  return timeContiguous(like) ? at::empty({B, D, T}, opts).transpose(1, 2)
+                              : at::empty({B, T, D}, opts);
 }
 
 /// Whether every jagged block of a [B, T, D] operand is contiguous in time and
@@ -236,11 +249,7 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor &a, const at::Tensor &b
   auto st = stateType(a.scalar_type(), b.scalar_type());
   int64_t B = b.size(0), T = b.size(1), D = b.size(2);
   auto opts = b.options().dtype(st);
-  // h is channels-by-time when b is time-contiguous (BTP's layout: the scan
-  // then reads and writes whole blocks), else contiguous [B, T, D]. The fake
-  // kernel (python/mixir/ops/scan.py, _output_like) follows the same rule.
-  at::Tensor h = timeContiguous(b) ? at::empty({B, D, T}, opts).transpose(1, 2)
-                                   : at::empty({B, T, D}, opts);
+  at::Tensor h = allocateLike(b, st);
   at::Tensor fin = at::empty({B, D}, opts);
   bool hasInit = init.has_value() && init->defined();
   if (hasInit)
@@ -283,7 +292,7 @@ scanBackward(const at::Tensor &a, const at::Tensor &b, const std::optional<at::T
   checkSequences(a, b);
   int64_t B = h.size(0), T = h.size(1), D = h.size(2);
   bool hasInit = init.has_value() && init->defined();
-  at::Tensor ga = at::empty_like(a), gb = at::empty_like(b);
+  at::Tensor ga = allocateLike(a, a.scalar_type()), gb = allocateLike(b, b.scalar_type());
   at::Tensor g0 = hasInit ? at::empty({B, D}, h.options()) : at::empty({0}, h.options());
   if (T == 0 || B == 0 || D == 0) {
     ga.zero_();
@@ -295,6 +304,14 @@ scanBackward(const at::Tensor &a, const at::Tensor &b, const std::optional<at::T
   Spec spec = baseSpec(true, a, b, reverse, logSpace, block, k, hasInit);
   if (b.is_cuda())
     spec.int32 = block != 0 && fitsInt32({&a, &b, &h, &gradH, &ga, &gb});
+  if (b.is_cuda() && block > 0) {
+    // The adjoint's gradient of an operand has the operand's memref type, and
+    // dh has h's: a bit is set only when both tensors qualify.
+    auto both = [&](const at::Tensor &x, const at::Tensor &y) {
+      return int(blocksAligned(x, block) && blocksAligned(y, block));
+    };
+    spec.timeMajor = both(a, ga) | both(b, gb) << 1 | both(h, gradH) << 2;
+  }
   void *fn = lookup(spec);
   auto da = descriptor<3>(a), db = descriptor<3>(b), dh = descriptor<3>(h);
   auto dgh = descriptor<3>(gradH);

@@ -1,5 +1,6 @@
 // RUN: mixer-opt %s -split-input-file --mixer-tile-scan="tile-size=64" | FileCheck %s
 // RUN: mixer-opt %s -split-input-file --mixer-tile-scan="tile-size=64 global-tile-size=32" | FileCheck %s --check-prefix=CHUNKED
+// RUN: mixer-opt %s -split-input-file --mixer-tile-scan="tile-size=64 time-fastest=1" | FileCheck %s --check-prefix=TIME
 
 !seq = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
 !st = memref<?x?xf32, strided<[?, ?], offset: ?>>
@@ -29,6 +30,15 @@
 // CHECK:           memref.store %[[LAST]], %{{.*}}[%[[N]], %[[D]]]
 // CHECK:         scf.reduce
 // CHECK-NOT:   mixer.scan
+// time-fastest: the same tiles, listed (tile, channel, batch row).
+// TIME-LABEL:  func.func @jagged
+// TIME:        %[[B:.*]] = memref.dim %{{.*}}, %c0
+// TIME:        %[[T:.*]] = memref.dim %{{.*}}, %c1
+// TIME:        %[[D:.*]] = memref.dim %{{.*}}, %c2
+// TIME:        %[[NT:.*]] = arith.ceildivui %[[T]]
+// TIME:        scf.parallel (%[[J:.*]], %[[C:.*]], %[[N:.*]]) = {{.*}} to (%[[NT]], %[[D]], %[[B]])
+// TIME:          arith.muli %[[J]], %c64
+// TIME:          memref.load %{{.*}}[%[[N]], %[[C]]]
 func.func @jagged(%a: !seq, %b: !seq, %h0: !st, %h: !seq, %f: !st) {
   mixer.scan jagged<block = 16, k = 2> gates(%a : !seq) inputs(%b : !seq) init(%h0 : !st)
       outs(%h : !seq) final(%f : !st)

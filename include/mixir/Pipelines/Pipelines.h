@@ -43,16 +43,37 @@ struct MixerToNVVMOptions : public PassPipelineOptions<MixerToNVVMOptions> {
                                         llvm::cl::desc("Jagged tile length"),
                                         llvm::cl::init(256)};
   PassOptions::Option<int64_t> blockSize{
-      *this, "block-size", llvm::cl::desc("Threads per block (over channels)"),
+      *this, "block-size",
+      llvm::cl::desc("Threads per block over channels (over time tiles with time-fastest)"),
       llvm::cl::init(128)};
   PassOptions::Option<int64_t> blockY{
       *this, "block-y",
-      llvm::cl::desc("Threads per block over batch rows (for narrow channel counts)"),
+      llvm::cl::desc("Threads per block over batch rows (for narrow channel counts; over "
+                     "channels with time-fastest)"),
       llvm::cl::init(1)};
   PassOptions::Option<int64_t> blockZ{
       *this, "block-z",
-      llvm::cl::desc("Threads per block over time tiles (jagged windows, narrow channels)"),
+      llvm::cl::desc("Threads per block over time tiles (jagged windows, narrow channels; "
+                     "over batch rows with time-fastest)"),
       llvm::cl::init(1)};
+  PassOptions::Option<bool> exchangeOutput{
+      *this, "exchange-output",
+      llvm::cl::desc("With time-fastest, one-block tiles and vector-alignment >= 16: "
+                     "threads swap output chunks so that stores write whole sectors "
+                     "(mixer-tile-scan exchange-output; block-size is rounded up to whole "
+                     "warps)"),
+      llvm::cl::init(false)};
+  PassOptions::Option<bool> sinkConstants{
+      *this, "sink-constants",
+      llvm::cl::desc("Sink constants and index computations into gpu.launch before "
+                     "outlining (gpu-launch-sink-index-computations) instead of passing "
+                     "them as kernel arguments; always on with exchange-output"),
+      llvm::cl::init(false)};
+  PassOptions::Option<bool> timeFastest{
+      *this, "time-fastest",
+      llvm::cl::desc("Jagged windows: time tiles on threadIdx.x, channels on y, batch rows "
+                     "on z (for channels-by-time layouts; mixer-tile-scan time-fastest)"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> unroll{
       *this, "unroll",
       llvm::cl::desc("Time steps per loop iteration, all loads first (memory-level parallelism)"),

@@ -345,8 +345,10 @@ Value toElement(OpBuilder &b, Location loc, Value v, Type element) {
 /// block first; each block loads its gates, inputs and output gradient into
 /// registers (static indices), recomputes its forward local states, then runs
 /// the two adjoints (rho: the block's exact recurrence; sigma: the local state
-/// handed to the next block) backwards and stores both gradients.
-void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
+/// handed to the next block) backwards and stores both gradients. Full blocks
+/// of time-contiguous operands move as aligned vectors, under the same
+/// `vectorAlignment` promise as the forward.
+void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll, int64_t vectorAlignment) {
   OpBuilder b(op);
   Location loc = op.getLoc();
   Type st = op.getResult().getType();
@@ -445,14 +447,32 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
   Value numBlocks = arith::CeilDivUIOp::create(b, loc, len, blV);
   Value lastIdx = arith::SubIOp::create(b, loc, len, c1);
   auto idx = [&](OpBuilder &lb, Value base, int64_t k) { return offsetIndex(lb, loc, base, k); };
+  // The bl elements of the full block at `s` of `series`: one aligned vector
+  // load when the layout allows it (as in the forward), else bl scalar loads.
+  auto loadFullBlock = [&](OpBuilder &lb, Value series, Value s) {
+    SmallVector<Value> elements;
+    if (blockVectorizable(series, bl, vectorAlignment)) {
+      auto element = cast<MemRefType>(series.getType()).getElementType();
+      Value v = vector::LoadOp::create(lb, loc, VectorType::get({bl}, element), series,
+                                       ValueRange{s}, /*nontemporal=*/false,
+                                       llvm::MaybeAlign(vectorAlignment));
+      for (int64_t k = 0; k < bl; ++k)
+        elements.push_back(vector::ExtractOp::create(lb, loc, v, k));
+      return elements;
+    }
+    for (int64_t k = 0; k < bl; ++k)
+      elements.push_back(load(lb, series, idx(lb, s, k)));
+    return elements;
+  };
   // The local (zero-initialised) state at the end of the full block at `s`.
   auto localEnd = [&](OpBuilder &lb, Value s) {
     StateMath m{lb, loc, st};
     SmallVector<Value> as, xs;
+    SmallVector<Value> gateRaw = loadFullBlock(lb, op.getGates(), s);
+    SmallVector<Value> inputRaw = loadFullBlock(lb, op.getInputs(), s);
     for (int64_t k = 0; k < bl; ++k) {
-      Value t = idx(lb, s, k);
-      as.push_back(gateAt(lb, t));
-      xs.push_back(toState(lb, load(lb, op.getInputs(), t)));
+      as.push_back(m.gate(gateRaw[k], logSpace));
+      xs.push_back(toState(lb, inputRaw[k]));
     }
     Value l = zero;
     for (int64_t k = 0; k < bl; ++k)
@@ -464,6 +484,12 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
   auto block = [&](OpBuilder &lb, Value s, Value c, Value sigmaIn, bool masked) {
     StateMath m{lb, loc, st};
     SmallVector<Value> ts, valid, as, xs, gs;
+    SmallVector<Value> gateRaw, inputRaw, gradRaw;
+    if (!masked) {
+      gateRaw = loadFullBlock(lb, op.getGates(), s);
+      inputRaw = loadFullBlock(lb, op.getInputs(), s);
+      gradRaw = loadFullBlock(lb, op.getOutputGrad(), s);
+    }
     for (int64_t k = 0; k < bl; ++k) {
       Value t = idx(lb, s, k);
       Value v;
@@ -471,8 +497,9 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
         v = arith::CmpIOp::create(lb, loc, arith::CmpIPredicate::ult, t, len);
         t = arith::MinUIOp::create(lb, loc, t, lastIdx);
       }
-      Value a = gateAt(lb, t), x = toState(lb, load(lb, op.getInputs(), t));
-      Value g = toState(lb, load(lb, op.getOutputGrad(), t));
+      Value a = masked ? gateAt(lb, t) : m.gate(gateRaw[k], logSpace);
+      Value x = toState(lb, masked ? load(lb, op.getInputs(), t) : inputRaw[k]);
+      Value g = toState(lb, masked ? load(lb, op.getOutputGrad(), t) : gradRaw[k]);
       if (masked) {
         a = arith::SelectOp::create(lb, loc, v, a, one);
         x = arith::SelectOp::create(lb, loc, v, x, zero);
@@ -500,13 +527,22 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
     // step by step and each step's gradients stored at once, so only the
     // adjoints stay live across the block (fewer registers than keeping l and
     // y for a backward sweep).
+    // A full block whose gradient destinations allow it stores each as one
+    // aligned vector after the sweep (the forward's layout rule).
+    bool vecGrads = writes && !masked &&
+                    blockVectorizable(op.getGatesGrad(), bl, vectorAlignment) &&
+                    blockVectorizable(op.getInputsGrad(), bl, vectorAlignment);
+    SmallVector<Value> das, dbs;
     Value l = zero, r = one, yPrev = hasCarry ? c : zero, lPrev = zero;
     for (int64_t k = 0; k < bl; ++k) {
       Value da = m.add(m.mul(rhos[k], yPrev), m.mul(sigmas[k], lPrev));
       if (logSpace)
         da = m.mul(da, as[k]);
       Value db = m.add(rhos[k], sigmas[k]);
-      if (writes) {
+      if (vecGrads) {
+        das.push_back(da);
+        dbs.push_back(db);
+      } else if (writes) {
         if (masked) {
           scf::IfOp::create(lb, loc, valid[k], [&](OpBuilder &ib, Location) {
             storeGrads(ib, ts[k], da, db);
@@ -524,6 +560,20 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll) {
         yPrev = l;
       }
       lPrev = l;
+    }
+    if (vecGrads) {
+      auto storeBlock = [&](ArrayRef<Value> values, Value dest) {
+        Type element = cast<MemRefType>(dest.getType()).getElementType();
+        SmallVector<Value> converted;
+        for (Value v : values)
+          converted.push_back(toElement(lb, loc, v, element));
+        Value packed = vector::FromElementsOp::create(
+            lb, loc, VectorType::get({bl}, element), converted);
+        vector::StoreOp::create(lb, loc, packed, dest, ValueRange{s}, /*nontemporal=*/false,
+                                llvm::MaybeAlign(vectorAlignment));
+      };
+      storeBlock(das, op.getGatesGrad());
+      storeBlock(dbs, op.getInputsGrad());
     }
     rho = rhos[0];
     return m.mul(as[0], rho); // gradient of the carry this block received
@@ -578,7 +628,7 @@ public:
     SmallVector<ChannelScanAdjointOp> adjoints;
     getOperation().walk([&](ChannelScanAdjointOp op) { adjoints.push_back(op); });
     for (ChannelScanAdjointOp op : adjoints)
-      lowerChannelScanAdjoint(op, unroll);
+      lowerChannelScanAdjoint(op, unroll, vectorAlignment);
     // A mixer.scan left here was not tiled: say so instead of emitting
     // code that silently skips it.
     WalkResult res = getOperation().walk([&](ScanOp op) {

@@ -74,8 +74,9 @@ def _state_dtype(*dtypes: torch.dtype) -> torch.dtype:
 
 
 def _output_like(b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """h for inputs b: channels-by-time when b is time-contiguous (BTP's layout), else
-    contiguous [B, T, D]; the rule of the C++ op (timeContiguous in ScanOps.cpp)."""
+    """h for inputs b (and the gradient of a or b for that operand): channels-by-time
+    when b is time-contiguous (BTP's layout), else contiguous [B, T, D]; the rule of
+    the C++ op (allocateLike in ScanOps.cpp)."""
     B, T, D = b.shape
     if T > 1 and b.stride(1) == 1 and (D == 1 or b.stride(2) != 1):
         return b.new_empty((B, D, T), dtype=dtype).transpose(1, 2)
@@ -289,7 +290,7 @@ def _scan_fake(a, b, initial_state, reverse, log_space, block, k):
 
 def _scan_backward_fake(a, b, initial_state, h, grad_h, grad_final, reverse, log_space, block, k):
     g0 = h.new_empty((h.shape[0], h.shape[2])) if initial_state is not None else h.new_empty((0,))
-    return torch.empty_like(a), torch.empty_like(b), g0
+    return _output_like(a, a.dtype), _output_like(b, b.dtype), g0
 
 
 def _fused_adjoint_supported(a, b, reverse, block) -> bool:
@@ -304,7 +305,7 @@ def _run_scan_adjoint(a, b, h0, h, grad_h, grad_final, reverse, log_space, w: Wi
     and of the initial state."""
     state = h.dtype
     B, T, D = h.shape
-    grad_a, grad_b = torch.empty_like(a), torch.empty_like(b)
+    grad_a, grad_b = _output_like(a, a.dtype), _output_like(b, b.dtype)
     grad_h0 = torch.empty((B, D), dtype=state, device=h.device) if h0 is not None else None
     if T == 0 or B == 0 or D == 0:
         if grad_h0 is not None:
@@ -462,6 +463,25 @@ _ELEMENT_BY_NAME = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.f
                     "f64": torch.float64, "c64": torch.complex64, "c128": torch.complex128}
 
 
+def time_major_config(time_major: int, bucket_config: str, adjoint: bool) -> str:
+    """Launch shape of a jagged scan or adjoint whose operands in `time_major` (mask of
+    a 1, b 2, h 4; the C++ op checked that their blocks are time-contiguous and 16-byte
+    aligned) move as whole-block vectors. Measured on H100 (bench/sweep_btp.py, BTP at
+    S7, sweep_btp_h100.txt): one block per thread (longer tiles: 20-38% of copy
+    bandwidth). When b (and so h) is channels-by-time, time tiles go on threadIdx.x and
+    the channels of a batch row next to each other (they share BTP's per-head gate in
+    cache), with constants sunk into the kernel (see MixerToNVVM.cpp); the forward
+    also exchanges output chunks within warps so that stores write whole sectors.
+    Forward 97% of copy (channels on threadIdx.x: 65%), adjoint 89% (k = 2) and 100%
+    (k = 1) against 65% and 93%."""
+    tail = " vector-alignment=16 tile-size=16"
+    if time_major & 2:
+        tail += " sink-constants=1"
+        exchange = "" if adjoint else " exchange-output=1"
+        return "time-fastest=1 block-size=64" + exchange + tail
+    return bucket_config + tail
+
+
 def _compile_spec(spec: bytes) -> int:
     """Called from C++ on a cache miss: the address of the compiled host function."""
     f = dict(kv.split("=", 1) for kv in spec.decode().split(";")[1:])
@@ -471,24 +491,19 @@ def _compile_spec(spec: bytes) -> int:
     w = _window_of(int(f["block"]), int(f["k"]))
     reverse, log_space, has_init = f["reverse"] == "1", f["log"] == "1", f["init"] == "1"
     device = torch.device(f["dev"])
-    config = _config_for_bucket(int(f["bucket"]), w) if device.type == "cuda" else None
+    config = _config_for_bucket(int(f["bucket"]), w) if device.type == "cuda" else ""
     time_major = int(f.get("tm", "0"))
     ir = scan_ir(_ELEMENT[a_t], _ELEMENT[b_t], _ELEMENT[state], w, reverse, log_space,
                  has_init, True, time_major)
+    if time_major:
+        config = time_major_config(time_major, config, kind != "scan")
+    if f.get("int32") == "1":
+        config += " index-bitwidth=32"
     if kind == "scan":
-        if time_major:
-            # The C++ op checked that every block start is 16-byte aligned. One block
-            # per thread: measured on H100 (bench/sweep_btp.py, BTP at S7) 65% of copy
-            # bandwidth against 20-28% for 256-step tiles.
-            config = (config + " " if config else "") + "vector-alignment=16 tile-size=16"
-            if f.get("int32") == "1":
-                config += " index-bitwidth=32"
-        k = _Kernel(ir, 5 if has_init else 4, device, config)
+        k = _Kernel(ir, 5 if has_init else 4, device, config or None)
     else:
-        opts = "adjoint=1" + (f" {config}" if config else "")
-        if f.get("int32") == "1":
-            opts += " index-bitwidth=32"
-        k = _Kernel(ir, 9 if has_init else 7, device, opts, entry="scan_adjoint")
+        k = _Kernel(ir, 9 if has_init else 7, device, f"adjoint=1 {config}".strip(),
+                    entry="scan_adjoint")
     # The C++ cache keeps this address for the life of the process: so must we
     # keep the compiled module (never in the clearable _kernels table).
     _CPP_KERNELS[spec] = k

@@ -54,3 +54,33 @@ func.func @strided(%a: !v, %b: !v, %h: !h) -> f32 {
   %r = mixer.channel_scan jagged<block = 4, k = 2> gates(%a : !v) inputs(%b : !v) outs(%h : !h) -> f32
   return %r : f32
 }
+
+// -----
+
+!vu = memref<?xbf16, strided<[1], offset: ?>>
+!hu = memref<?xf32, strided<[1], offset: ?>>
+
+// The jagged adjoint: a full block loads its gates, inputs and output gradient
+// with one aligned vector each (also the block before it, for the carry), and
+// stores both gradients as vectors after its sweep. The partial last block
+// keeps masked scalar accesses.
+// CHECK-LABEL: func.func @adjoint
+// CHECK:       scf.for
+// CHECK:         scf.if %{{.*}} -> (f32) {
+// CHECK-COUNT-2:   vector.load %{{.*}} {alignment = 8 : i64} : memref<?xbf16, strided<[1], offset: ?>>, vector<4xbf16>
+// CHECK:         } else {
+// CHECK:         scf.if %{{.*}} -> (f32) {
+// CHECK-COUNT-2:   vector.load %{{.*}} {alignment = 8 : i64} : memref<?xbf16, strided<[1], offset: ?>>, vector<4xbf16>
+// CHECK:           vector.load %{{.*}} {alignment = 8 : i64} : memref<?xf32, strided<[1], offset: ?>>, vector<4xf32>
+// CHECK-NOT:       memref.store
+// CHECK:           vector.store %{{.*}} {alignment = 8 : i64} : memref<?xbf16, strided<[1], offset: ?>>, vector<4xbf16>
+// CHECK:           vector.store %{{.*}} {alignment = 8 : i64} : memref<?xbf16, strided<[1], offset: ?>>, vector<4xbf16>
+// CHECK:         } else {
+// CHECK-NOT:       vector.
+// CHECK:           memref.store
+func.func @adjoint(%a: !vu, %b: !vu, %dh: !hu, %c: f32, %g: f32, %da: !vu, %db: !vu) -> f32 {
+  %r = mixer.channel_scan_adjoint jagged<block = 4, k = 2> gates(%a : !vu) inputs(%b : !vu)
+      output_grad(%dh : !hu) carry(%c : f32) grad_carry(%g : f32) gates_grad(%da : !vu)
+      inputs_grad(%db : !vu) -> f32
+  return %r : f32
+}
