@@ -131,6 +131,27 @@ bool blockVectorizable(Value series, int64_t block, int64_t alignment) {
   return bytes % alignment == 0;
 }
 
+/// The `block` elements of `series` from `start`, as one aligned vector load
+/// (valid where blockVectorizable holds).
+Value loadBlockVector(OpBuilder &b, Location loc, Value series, Value start, int64_t block,
+                      int64_t alignment) {
+  auto element = cast<MemRefType>(series.getType()).getElementType();
+  return vector::LoadOp::create(b, loc, VectorType::get({block}, element), series,
+                                ValueRange{start}, /*nontemporal=*/false,
+                                llvm::MaybeAlign(alignment));
+}
+
+/// Stores `values` (in memory order, already of the element type of `dest`) to
+/// dest[start : start + values.size()] as one aligned vector store.
+void storeBlockVector(OpBuilder &b, Location loc, ArrayRef<Value> values, Value dest,
+                      Value start, int64_t alignment) {
+  Type element = cast<MemRefType>(dest.getType()).getElementType();
+  Value packed = vector::FromElementsOp::create(
+      b, loc, VectorType::get({static_cast<int64_t>(values.size())}, element), values);
+  vector::StoreOp::create(b, loc, packed, dest, ValueRange{start}, /*nontemporal=*/false,
+                          llvm::MaybeAlign(alignment));
+}
+
 void lowerChannelScan(ChannelScanOp op, int64_t unroll, int64_t vectorAlignment) {
   OpBuilder b(op);
   Location loc = op.getLoc();
@@ -262,11 +283,7 @@ void lowerChannelScan(ChannelScanOp op, int64_t unroll, int64_t vectorAlignment)
   bool vecInputs = block && blockVectorizable(op.getInputs(), block, vectorAlignment);
   bool vecOutput = block && blockVectorizable(op.getOutput(), block, vectorAlignment);
   auto loadBlock = [&](OpBuilder &lb, Value series, Value start) {
-    auto element = cast<MemRefType>(series.getType()).getElementType();
-    return vector::LoadOp::create(lb, loc, VectorType::get({block}, element), series,
-                                  ValueRange{start}, /*nontemporal=*/false,
-                                  llvm::MaybeAlign(vectorAlignment))
-        .getResult();
+    return loadBlockVector(lb, loc, series, start, block, vectorAlignment);
   };
   auto main = scf::ForOp::create(
       b, loc, mainBegin, mainEnd, uV, state,
@@ -313,10 +330,7 @@ void lowerChannelScan(ChannelScanOp op, int64_t unroll, int64_t vectorAlignment)
           SmallVector<Value> inMemoryOrder(u);
           for (int64_t k = 0; k < u; ++k)
             inMemoryOrder[lane(k)] = ys[k];
-          Value packed = vector::FromElementsOp::create(
-              lb, loc, VectorType::get({block}, stateTy), inMemoryOrder);
-          vector::StoreOp::create(lb, loc, packed, op.getOutput(), ValueRange{start},
-                                  /*nontemporal=*/false, llvm::MaybeAlign(vectorAlignment));
+          storeBlockVector(lb, loc, inMemoryOrder, op.getOutput(), start, vectorAlignment);
         } else {
           for (int64_t k = 0; k < u; ++k)
             storeState(lb, ys[k], xs[k].t);
@@ -452,10 +466,7 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll, int64_t ve
   auto loadFullBlock = [&](OpBuilder &lb, Value series, Value s) {
     SmallVector<Value> elements;
     if (blockVectorizable(series, bl, vectorAlignment)) {
-      auto element = cast<MemRefType>(series.getType()).getElementType();
-      Value v = vector::LoadOp::create(lb, loc, VectorType::get({bl}, element), series,
-                                       ValueRange{s}, /*nontemporal=*/false,
-                                       llvm::MaybeAlign(vectorAlignment));
+      Value v = loadBlockVector(lb, loc, series, s, bl, vectorAlignment);
       for (int64_t k = 0; k < bl; ++k)
         elements.push_back(vector::ExtractOp::create(lb, loc, v, k));
       return elements;
@@ -567,10 +578,7 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll, int64_t ve
         SmallVector<Value> converted;
         for (Value v : values)
           converted.push_back(toElement(lb, loc, v, element));
-        Value packed = vector::FromElementsOp::create(
-            lb, loc, VectorType::get({bl}, element), converted);
-        vector::StoreOp::create(lb, loc, packed, dest, ValueRange{s}, /*nontemporal=*/false,
-                                llvm::MaybeAlign(vectorAlignment));
+        storeBlockVector(lb, loc, converted, dest, s, vectorAlignment);
       };
       storeBlock(das, op.getGatesGrad());
       storeBlock(dbs, op.getInputsGrad());
