@@ -264,4 +264,93 @@ def Mixer_ChannelScanAdjointOp : Mixer_Op<"channel_scan_adjoint", [AttrSizedOper
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// mixer.linear_attention
+//===----------------------------------------------------------------------===//
+
+def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegments]> {
+  let summary = "linear attention with a matrix-valued state S_t in R^{K x V}, per head";
+  let description = [{
+    For every sequence `n` and head `h`, with `S_{-1} = initial_state` (0 if
+    absent) and time running over the sequence (spec sections 3.1 and 4.7):
+
+    ```
+    S_t = D_t S_{t-1}                               decay
+    S_t = S_t + k_t v_t^T                            additive update, or
+    S_t = S_t + k_t (beta_t (v_t - S_t^T k_t))^T     delta rule (`beta` present)
+    o_t = scale * S_t^T q_t                          read after the update
+    ```
+
+    The decay `D_t` is the identity without `log_decay`; `exp(g_t)` for a
+    per-head `log_decay` `[B, T, H]` (simple GLA, RetNet, gated delta rule);
+    `diag(exp(g_t))` over the key dimension for `[B, T, H, K]` (GLA).
+
+    Layout (fla's, time before heads): `query`, `key` `[B, T, H, K]`, `value`
+    and `output` `[B, T, H, V]`, `beta` `[B, T, H]`, states `[N, H, K, V]`.
+    Without `offsets`, N = B and every batch row is one sequence of length T.
+    With `offsets` (`[N + 1]`, the cumulative sequence lengths; B must be 1)
+    sequence n is time steps `[offsets[n], offsets[n+1])` of the single row and
+    its state starts from `initial_state[n]`. `final_state` receives every
+    sequence's last state. `scale` is a run-time scalar.
+
+    The state is carried in the element type of the destinations' float type
+    (`final_state` or, without it, f32 for 16/32-bit inputs and f64 for f64);
+    inputs are extended before arithmetic. `chunk_size`, if present, fixes the
+    chunk length of chunked lowerings; without it the lowering chooses.
+
+    Buffer form only (the JIT emits it).
+
+    ```mlir
+    mixer.linear_attention
+        query(%q : memref<?x?x?x128xbf16>) key(%k : memref<?x?x?x128xbf16>)
+        value(%v : memref<?x?x?x128xbf16>) log_decay(%g : memref<?x?x?xf32>)
+        scale(%s : f32) outs(%o : memref<?x?x?x128xbf16>)
+        final(%sT : memref<?x?x128x128xf32>)
+    ```
+  }];
+  let arguments = (ins
+    Arg<AnyNon0RankedMemRef, "query", [MemRead]>:$query,
+    Arg<AnyNon0RankedMemRef, "key", [MemRead]>:$key,
+    Arg<AnyNon0RankedMemRef, "value", [MemRead]>:$value,
+    Arg<Optional<AnyNon0RankedMemRef>, "log decay", [MemRead]>:$log_decay,
+    Arg<Optional<AnyNon0RankedMemRef>, "delta-rule step sizes", [MemRead]>:$beta,
+    AnyFloat:$scale,
+    Arg<Optional<AnyNon0RankedMemRef>, "initial states", [MemRead]>:$initial_state,
+    Arg<Optional<MemRefRankOf<[I32, I64], [1]>>, "sequence offsets", [MemRead]>:$offsets,
+    Arg<AnyNon0RankedMemRef, "output", [MemWrite]>:$output,
+    Arg<Optional<AnyNon0RankedMemRef>, "final states", [MemWrite]>:$final_state,
+    OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$chunk_size);
+
+  let assemblyFormat = [{
+    `query` `(` $query `:` type($query) `)`
+    `key` `(` $key `:` type($key) `)`
+    `value` `(` $value `:` type($value) `)`
+    (`log_decay` `(` $log_decay^ `:` type($log_decay) `)`)?
+    (`beta` `(` $beta^ `:` type($beta) `)`)?
+    `scale` `(` $scale `:` type($scale) `)`
+    (`init` `(` $initial_state^ `:` type($initial_state) `)`)?
+    (`offsets` `(` $offsets^ `:` type($offsets) `)`)?
+    `outs` `(` $output `:` type($output) `)`
+    (`final` `(` $final_state^ `:` type($final_state) `)`)?
+    attr-dict
+  }];
+  let hasVerifier = 1;
+
+  let extraClassDeclaration = [{
+    /// The element type in which the state S is carried.
+    Type getStateElementType();
+    /// True for a per-key-dimension decay (GLA): log_decay is [B, T, H, K].
+    bool hasVectorDecay() {
+      return getLogDecay() &&
+             ::mlir::cast<::mlir::MemRefType>(getLogDecay().getType()).getRank() == 4;
+    }
+    int64_t getKeyDim() {
+      return ::mlir::cast<::mlir::MemRefType>(getKey().getType()).getShape()[3];
+    }
+    int64_t getValueDim() {
+      return ::mlir::cast<::mlir::MemRefType>(getValue().getType()).getShape()[3];
+    }
+  }];
+}
+
 #endif // MIXER_OPS_TD

@@ -141,4 +141,43 @@ def MixerScanAdjoint : Pass<"mixer-scan-adjoint", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::func::FuncDialect", "::mlir::memref::MemRefDialect"];
 }
 
+def MixerLowerLinearAttention : Pass<"mixer-lower-linear-attention", "::mlir::func::FuncOp"> {
+  let summary = "Lower mixer.linear_attention to its recurrent form (scf.parallel over state columns)";
+  let description = [{
+    Every `mixer.linear_attention` left in the function becomes an
+    `scf.parallel` over (value channel, head, sequence) whose body carries one
+    column of the state (K scalars) through an `scf.for` over the sequence:
+    decay, delta-rule correction (a dot product over the column), update and
+    readout are all per column. Exact in the state type for every variant of
+    the op; on the GPU it is the one-token decode kernel and the fallback of
+    the chunked tensor-core lowering.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
+}
+
+def MixerLowerLinearAttentionMma : Pass<"mixer-lower-linear-attention-mma", "::mlir::func::FuncOp"> {
+  let summary = "Lower chunkable mixer.linear_attention ops to a fused tensor-core GPU kernel";
+  let description = [{
+    A `mixer.linear_attention` with no decay or a per-head decay, the additive
+    update, bf16 or f16 inputs, an f32 state, a key dimension that is a
+    multiple of 16 up to 128, a value dimension that is a multiple of
+    `block-v` and contiguous head dimensions becomes one `gpu.launch`: a block
+    per (value tile, head, sequence) walks the sequence in chunks of 64 steps,
+    with the state in mma.sync accumulators (sm_80+, m16n8k16) and the
+    chunk's operands in dynamic shared memory. Other ops are left in place
+    (for `mixer-lower-linear-attention`), or rejected with `require`.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
+                           "::mlir::gpu::GPUDialect", "::mlir::LLVM::LLVMDialect",
+                           "::mlir::NVVM::NVVMDialect", "::mlir::vector::VectorDialect"];
+  let options = [
+    Option<"blockV", "block-v", "int64_t", /*default=*/"64",
+           "Value channels per thread block (16 per warp; a multiple of 16 up to 64)">,
+    Option<"require", "require", "bool", /*default=*/"false",
+           "Fail on an op the tensor-core lowering cannot take instead of leaving it">
+  ];
+}
+
 #endif // MIXER_PASSES_TD

@@ -28,7 +28,8 @@ void mlir::mixer::buildMixerToCPUPipeline(OpPassManager &pm,
                                           const MixerToCPUOptions &options) {
   std::string text = llvm::formatv(
       "{3}one-shot-bufferize{{bufferize-function-boundaries=1},"
-      "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan{{unroll={2}}),{1}",
+      "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan{{unroll={2}},"
+      "mixer-lower-linear-attention),{1}",
       options.tileSize.getValue(), hostToLLVMPipeline(/*gpuLaunches=*/false),
       options.unroll.getValue(), options.adjoint ? "mixer-scan-adjoint," : "");
   if (failed(parsePassPipeline(text, pm, llvm::errs())))

@@ -52,6 +52,7 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
       "func.func(mixer-tile-scan{{tile-size={0} time-fastest={12} exchange-output={13} "
       "vector-alignment={11}},"
       "mixer-lower-channel-scan{{unroll={8} vector-alignment={11}},"
+      "mixer-lower-linear-attention-mma{{block-v={15}},mixer-lower-linear-attention,"
       "scf-parallel-loop-tiling{{parallel-loop-tile-sizes={1},{6},{7} no-min-max-bounds=1},"
       "gpu-map-parallel-loops,convert-parallel-loops-to-gpu,canonicalize,cse),"
       "{14}gpu-kernel-outlining,"
@@ -65,7 +66,7 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
       options.adjoint ? "mixer-scan-adjoint," : "", options.indexBitwidth.getValue(),
       options.vectorAlignment.getValue(), options.timeFastest.getValue() ? "1" : "0",
       options.exchangeOutput.getValue() ? "1" : "0",
-      sink ? "gpu-launch-sink-index-computations," : "");
+      sink ? "gpu-launch-sink-index-computations," : "", options.blockV.getValue());
   if (options.host)
     text += "," + hostToLLVMPipeline(/*gpuLaunches=*/true);
   if (failed(parsePassPipeline(text, pm, llvm::errs())))

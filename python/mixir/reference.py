@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["scan_ref", "scan_ref_torch", "swr_ref"]
+__all__ = ["scan_ref", "scan_ref_torch", "swr_ref", "linear_attention_ref"]
 
 
 def _as_f64(x) -> np.ndarray:
@@ -174,3 +174,45 @@ def swr_ref(coeff, x, k=2, c_init=None):
         r = r * a[:, :, t]
         y[:, :, :, t] = local + (r[:, :, None] * carry if k == 2 else 0.0)
     return y
+
+
+def linear_attention_ref(q, k, v, g=None, beta=None, scale=None, initial_state=None,
+                         cu_seqlens=None):
+    """Linear attention with a matrix state, one step at a time in float64 (spec 4.7,
+    fla's semantics; layout [B, T, H, d]). Per sequence and head, S_{-1} = initial_state:
+
+        S <- D_t S;  u_t = v_t, or beta_t (v_t - S^T k_t) (delta rule, beta given)
+        S <- S + k_t u_t^T;  o_t = scale S^T q_t
+
+    with D_t = 1 (g None), exp(g_t) (g [B, T, H]) or diag(exp(g_t)) (g [B, T, H, K]).
+    cu_seqlens: packed sequences of the single batch row; states are then
+    [N, H, K, V]. Returns (o [B, T, H, V], final_state [N, H, K, V]) as numpy arrays.
+    """
+    q, k, v = _as_f64(q), _as_f64(k), _as_f64(v)
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    scale = K ** -0.5 if scale is None else float(scale)
+    g = None if g is None else _as_f64(g)
+    beta = None if beta is None else _as_f64(beta)
+    if cu_seqlens is None:
+        spans = [(n, 0, T) for n in range(B)]
+    else:
+        cu = [int(x) for x in (cu_seqlens.tolist() if hasattr(cu_seqlens, "tolist") else cu_seqlens)]
+        spans = [(0, cu[i], cu[i + 1]) for i in range(len(cu) - 1)]
+    N = len(spans)
+    S0 = np.zeros((N, H, K, V)) if initial_state is None else _as_f64(initial_state)
+    out = np.zeros((B, T, H, V))
+    final = np.zeros((N, H, K, V))
+    for i, (row, t0, t1) in enumerate(spans):
+        S = S0[i].copy()  # [H, K, V]
+        for t in range(t0, t1):
+            if g is not None:
+                decay = np.exp(g[row, t])  # [H] or [H, K]
+                S = S * (decay[:, None, None] if decay.ndim == 1 else decay[:, :, None])
+            kt, vt = k[row, t], v[row, t]  # [H, K], [H, V]
+            if beta is not None:
+                vt = beta[row, t][:, None] * (vt - np.einsum("hkv,hk->hv", S, kt))
+            S = S + kt[:, :, None] * vt[:, None, :]
+            out[row, t] = scale * np.einsum("hkv,hk->hv", S, q[row, t])
+        final[i] = S
+    return out, final

@@ -91,6 +91,11 @@ struct MixerToNVVMOptions : public PassPipelineOptions<MixerToNVVMOptions> {
       llvm::cl::desc("Byte alignment the caller guarantees at every jagged block start of a "
                      "time-contiguous operand (mixer-lower-channel-scan); 0 = none"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> blockV{
+      *this, "block-v",
+      llvm::cl::desc("Linear attention on tensor cores: value channels per thread block "
+                     "(mixer-lower-linear-attention-mma)"),
+      llvm::cl::init(64)};
   PassOptions::Option<bool> host{
       *this, "host",
       llvm::cl::desc("Also lower the host side to LLVM: the launches become calls of the "

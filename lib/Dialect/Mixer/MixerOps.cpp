@@ -257,3 +257,101 @@ LogicalResult ChannelScanAdjointOp::verify() {
       return emitOpError("every series must have the length of gates");
   return success();
 }
+
+//===----------------------------------------------------------------------===//
+// mixer.linear_attention
+//===----------------------------------------------------------------------===//
+
+Type LinearAttentionOp::getStateElementType() {
+  if (Value final = getFinalState())
+    return cast<MemRefType>(final.getType()).getElementType();
+  if (Value init = getInitialState())
+    return cast<MemRefType>(init.getType()).getElementType();
+  Type in = cast<MemRefType>(getValue().getType()).getElementType();
+  return in.isF64() ? Type(Float64Type::get(getContext())) : Float32Type::get(getContext());
+}
+
+LogicalResult LinearAttentionOp::verify() {
+  auto typeOf = [](Value v) { return cast<MemRefType>(v.getType()); };
+  MemRefType q = typeOf(getQuery());
+  if (q.getRank() != 4)
+    return emitOpError() << "query must have rank 4 ([batch, time, heads, key_dim]), got rank "
+                         << q.getRank();
+  ArrayRef<int64_t> qs = q.getShape();
+  MemRefType v = typeOf(getValue());
+  if (v.getRank() != 4)
+    return emitOpError() << "value must have rank 4 ([batch, time, heads, value_dim]), got rank "
+                         << v.getRank();
+  int64_t K = qs[3], V = v.getShape()[3];
+  // Head dimensions change the generated code (register tiles, unrolled
+  // loops); they are part of the specialisation.
+  if (ShapedType::isDynamic(K) || ShapedType::isDynamic(V))
+    return emitOpError("key and value head dimensions must be static");
+  SmallVector<int64_t> seq = {qs[0], qs[1], qs[2]};
+  SmallVector<int64_t> withV = {qs[0], qs[1], qs[2], V};
+  SmallVector<int64_t> withK = {qs[0], qs[1], qs[2], K};
+  struct Want {
+    StringRef name;
+    Value value;
+    SmallVector<int64_t> shape;
+    StringRef meaning;
+  };
+  SmallVector<Want> wants = {{"key", getKey(), withK, "like query"},
+                             {"value", getValue(), withV, "[batch, time, heads, value_dim]"},
+                             {"output", getOutput(), withV, "like value"},
+                             {"beta", getBeta(), seq, "[batch, time, heads]"}};
+  if (Value g = getLogDecay()) {
+    bool vector = typeOf(g).getRank() == 4;
+    wants.push_back({"log_decay", g, vector ? withK : seq,
+                     vector ? "[batch, time, heads, key_dim]" : "[batch, time, heads]"});
+    if (typeOf(g).getRank() != 3 && !vector)
+      return emitOpError() << "log_decay must have rank 3 (a decay per head) or 4 (per key "
+                              "dimension), got rank "
+                           << typeOf(g).getRank();
+  }
+  // Sequences: batch rows, or the pieces of the single row cut by offsets.
+  int64_t N = qs[0];
+  if (Value off = getOffsets()) {
+    if (!ShapedType::isDynamic(qs[0]) && qs[0] != 1)
+      return emitOpError() << "with offsets the batch must be 1 (sequences are concatenated "
+                              "along time), got "
+                           << qs[0];
+    int64_t n1 = typeOf(off).getShape()[0];
+    N = ShapedType::isDynamic(n1) ? ShapedType::kDynamic : n1 - 1;
+    if (!ShapedType::isDynamic(n1) && n1 < 2)
+      return emitOpError() << "offsets must hold at least 2 entries, got " << n1;
+  }
+  SmallVector<int64_t> stateShape = {N, qs[2], K, V};
+  wants.push_back({"initial_state", getInitialState(), stateShape,
+                   "[sequences, heads, key_dim, value_dim]"});
+  wants.push_back({"final_state", getFinalState(), stateShape,
+                   "[sequences, heads, key_dim, value_dim]"});
+  for (const Want &w : wants) {
+    if (!w.value)
+      continue;
+    ArrayRef<int64_t> got = typeOf(w.value).getShape();
+    if (!compatibleShapes(got, w.shape))
+      return emitOpError() << w.name << " must have shape " << shapeString(w.shape) << " ("
+                           << w.meaning << "), got " << shapeString(got);
+  }
+
+  Type state = getStateElementType();
+  if (!state.isF32() && !state.isF64())
+    return emitOpError() << "state element type must be f32 or f64, got " << state;
+  if (Value init = getInitialState(); init && typeOf(init).getElementType() != state)
+    return emitOpError() << "initial_state element type " << typeOf(init).getElementType()
+                         << " differs from final_state's " << state;
+  for (auto [name, value] :
+       {std::pair<StringRef, Value>{"query", getQuery()}, {"key", getKey()}, {"value", getValue()},
+        {"log_decay", getLogDecay()}, {"beta", getBeta()}, {"output", getOutput()}}) {
+    if (!value)
+      continue;
+    Type t = typeOf(value).getElementType();
+    if (!isa<FloatType>(t))
+      return emitOpError() << name << " element type must be a float, got " << t;
+    if (t.getIntOrFloatBitWidth() > state.getIntOrFloatBitWidth())
+      return emitOpError() << name << " element type " << t
+                           << " is wider than the state element type " << state;
+  }
+  return success();
+}

@@ -2,5 +2,6 @@
 
 from .scan import Window, jagged, scan
 from .btp import btp
+from . import linear_attention
 
-__all__ = ["scan", "jagged", "Window", "btp"]
+__all__ = ["scan", "jagged", "Window", "btp", "linear_attention"]

@@ -120,7 +120,7 @@ def _memref_type(rank: int):
         ("strides", ctypes.c_int64 * rank)]})
 
 
-_DESCRIPTOR = {r: _memref_type(r) for r in (2, 3)}
+_DESCRIPTOR = {r: _memref_type(r) for r in (1, 2, 3, 4)}
 
 
 def _descriptor(t: torch.Tensor):
@@ -140,7 +140,7 @@ class _Kernel:
     """
 
     def __init__(self, ir: str, nargs: int, device: torch.device, options: Optional[str] = None,
-                 entry: str = "scan"):
+                 entry: str = "scan", scalar_args: Optional[dict] = None):
         self.ir = ir
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
@@ -158,17 +158,25 @@ class _Kernel:
             self.module = _compile(ir, "cpu", options)
         else:
             raise NotImplementedError(f"mixir: no code generation for device {device}")
-        proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs))
+        # Memrefs travel as pointers to descriptors, scalars by value
+        # (scalar_args: position -> ctypes type).
+        scalar_args = scalar_args or {}
+        proto = ctypes.CFUNCTYPE(None, *[scalar_args.get(i, ctypes.c_void_p)
+                                         for i in range(nargs)])
         self.fn = proto(self.module.lookup(f"_mlir_ciface_{entry}"))
         # Descriptors are refilled per call rather than rebuilt (host overhead).
         self._descs: list = []
         self._ptrs: list = []
 
-    def _fill(self, tensors):
-        if len(self._descs) != len(tensors):
-            self._descs = [_DESCRIPTOR[t.dim()]() for t in tensors]
-            self._ptrs = [ctypes.addressof(d) for d in self._descs]
-        for d, t in zip(self._descs, tensors):
+    def _fill(self, args):
+        if len(self._descs) != len(args):
+            self._descs = [_DESCRIPTOR[t.dim()]() if isinstance(t, torch.Tensor) else None
+                           for t in args]
+            self._ptrs = [ctypes.addressof(d) if d is not None else None for d in self._descs]
+        for i, (d, t) in enumerate(zip(self._descs, args)):
+            if d is None:
+                self._ptrs[i] = float(t)
+                continue
             d.allocated = d.aligned = t.data_ptr()
             d.sizes[:] = t.shape
             d.strides[:] = t.stride()
@@ -197,10 +205,10 @@ _kernels: dict = {}
 
 
 def _kernel(key, ir: str, nargs: int, device: torch.device, options=None,
-            entry: str = "scan") -> _Kernel:
+            entry: str = "scan", scalar_args: Optional[dict] = None) -> _Kernel:
     k = _kernels.get(key)
     if k is None:
-        k = _kernels[key] = _Kernel(ir, nargs, device, options, entry)
+        k = _kernels[key] = _Kernel(ir, nargs, device, options, entry, scalar_args)
     return k
 
 

@@ -1,0 +1,300 @@
+"""mixir.ops.linear_attention: linear attention with a matrix state, fla's interface.
+
+Every function here compiles one `mixer.linear_attention` specialisation (head
+dimensions, dtypes, decay kind, which optional operands exist) and keeps it in
+memory; sizes, strides and `scale` are run-time arguments. The names, argument
+order, layouts ([B, T, H, d], time before heads) and returns are fla's, so that a
+user swaps an import:
+
+    from mixir.ops.linear_attention import chunk_simple_gla   # was: from fla.ops.simple_gla
+
+What runs where (chosen by the compiler's pipeline from the same IR):
+* CUDA, bf16/fp16 inputs, per-head or no decay, additive update, K <= 128
+  (a multiple of 16), V a multiple of 64: the fused chunked tensor-core kernel
+  (mixer-lower-linear-attention-mma).
+* everything else (CPU; fp32/fp64 inputs; per-key decay (GLA); the delta rule;
+  K > 128): the exact recurrent kernel (mixer-lower-linear-attention), one
+  thread per state column. On the GPU this is the decode path and a slow
+  fallback for long prefills of those variants.
+
+The state is float32 (float64 for float64 inputs); the output has v's dtype.
+Gradients are not implemented yet: calling backward raises.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from typing import Optional, Tuple
+
+import torch
+
+from .scan import _ELEMENT, _kernel
+
+__all__ = [
+    "linear_attention", "chunk_simple_gla", "fused_recurrent_simple_gla", "chunk_gla",
+    "fused_recurrent_gla", "chunk_gated_delta_rule", "fused_recurrent_gated_delta_rule",
+]
+
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _memref(shape, element: str, unit_last: bool) -> str:
+    dims = "x".join(str(d) if d is not None else "?" for d in shape)
+    strides = ", ".join(["?"] * (len(shape) - 1) + ["1" if unit_last else "?"])
+    return f"memref<{dims}x{element}, strided<[{strides}], offset: ?>>"
+
+
+@functools.lru_cache(maxsize=None)
+def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, has_beta: bool,
+                        beta: str, has_init: bool, offsets: Optional[str], has_final: bool,
+                        state: str) -> Tuple[str, int]:
+    """The `mixer.linear_attention` function of one specialisation (buffer form).
+    decay: "none", "scalar" ([B, T, H]) or "vector" ([B, T, H, K]). Returns the IR and
+    the position of the `scale` argument (a scalar of the state type)."""
+    tq = _memref((None, None, None, K), qk, True)
+    tv = _memref((None, None, None, V), v, True)
+    ts = _memref((None, None, K, V), state, False)
+    args, uses = [f"%q: {tq}", f"%k: {tq}", f"%v: {tv}"], [
+        f"query(%q : {tq})", f"key(%k : {tq})", f"value(%v : {tv})"]
+    if decay != "none":
+        tg = _memref((None, None, None) + ((K,) if decay == "vector" else ()), gate, False)
+        args.append(f"%g: {tg}")
+        uses.append(f"log_decay(%g : {tg})")
+    if has_beta:
+        tb = _memref((None, None, None), beta, False)
+        args.append(f"%beta: {tb}")
+        uses.append(f"beta(%beta : {tb})")
+    scale_pos = len(args)
+    args.append(f"%scale: {state}")
+    uses.append(f"scale(%scale : {state})")
+    if has_init:
+        args.append(f"%h0: {ts}")
+        uses.append(f"init(%h0 : {ts})")
+    if offsets:
+        to = f"memref<?x{offsets}, strided<[?], offset: ?>>"
+        args.append(f"%cu: {to}")
+        uses.append(f"offsets(%cu : {to})")
+    args.append(f"%o: {tv}")
+    uses.append(f"outs(%o : {tv})")
+    if has_final:
+        args.append(f"%hT: {ts}")
+        uses.append(f"final(%hT : {ts})")
+    body = "mixer.linear_attention " + " ".join(uses)
+    ir = (f"func.func @la({', '.join(args)}) attributes {{llvm.emit_c_interface}} {{\n"
+          f"  {body}\n  return\n}}\n")
+    return ir, scale_pos
+
+
+def gpu_config(sequences_x_heads: int, V: int, device: torch.device) -> str:
+    """Pipeline options for a CUDA specialisation (strategy; the passes are the mechanism).
+
+    The tensor-core kernel runs one thread block per (value tile, head, sequence), each
+    walking its whole sequence, so the value tile (`block-v`, 16 channels per warp)
+    sets the parallelism: the widest tile that still gives every SM two blocks, else
+    the narrowest. Constants are sunk into the kernel (not kernel arguments), so that
+    fragment addresses fold into immediate offsets."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    block_v = 16
+    for bv in (64, 32):
+        if V % bv == 0 and sequences_x_heads * (V // bv) >= 2 * sms:
+            block_v = bv
+            break
+    return f"sink-constants=1 block-v={block_v}"
+
+
+def _fail(fn: str, message: str, exc=ValueError):
+    raise exc(f"mixir.ops.{fn}: {message}")
+
+
+def _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay: bool):
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor):
+            _fail(fn, f"{name} must be a torch.Tensor, got {type(x).__name__}", TypeError)
+        if x.dim() != 4:
+            _fail(fn, f"{name} must have shape [batch, time, heads, dim], got {tuple(x.shape)}")
+        if x.dtype not in _FLOATS:
+            _fail(fn, f"{name} must be float16/bfloat16/float32/float64, got {x.dtype}", TypeError)
+    if k.shape != q.shape:
+        _fail(fn, f"k must have the shape of q {tuple(q.shape)}, got {tuple(k.shape)}")
+    if v.shape[:3] != q.shape[:3]:
+        _fail(fn, f"v must have shape [batch, time, heads, value_dim] = "
+                  f"{list(q.shape[:3])} + [V], got {tuple(v.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        _fail(fn, f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}", TypeError)
+    B, T, H, K = q.shape
+    V = v.shape[3]
+    if K == 0 or V == 0:
+        _fail(fn, f"head dimensions must be positive, got K={K}, V={V}")
+    named = [("q", q), ("k", k), ("v", v), ("g", g), ("beta", beta),
+             ("initial_state", initial_state), ("cu_seqlens", cu_seqlens)]
+    for name, x in named:
+        if x is not None and not isinstance(x, torch.Tensor):
+            _fail(fn, f"{name} must be a torch.Tensor or None, got {type(x).__name__}", TypeError)
+        if x is not None and x.device != q.device:
+            _fail(fn, f"{name} is on {x.device} but q is on {q.device}")
+    if q.device.type not in ("cpu", "cuda", "meta"):
+        _fail(fn, f"q is on {q.device}; supported devices are cpu and cuda", NotImplementedError)
+    if g is not None:
+        want = (B, T, H, K) if vector_decay else (B, T, H)
+        if tuple(g.shape) != want:
+            _fail(fn, f"g must have shape {list(want)} "
+                      f"({'a log decay per key dimension' if vector_decay else 'a log decay per head'}), "
+                      f"got {tuple(g.shape)}")
+        if g.dtype not in _FLOATS:
+            _fail(fn, f"g must be a float tensor, got {g.dtype}", TypeError)
+    if beta is not None:
+        if tuple(beta.shape) != (B, T, H):
+            _fail(fn, f"beta must have shape {[B, T, H]}, got {tuple(beta.shape)}")
+        if beta.dtype not in _FLOATS:
+            _fail(fn, f"beta must be a float tensor, got {beta.dtype}", TypeError)
+    N = B
+    if cu_seqlens is not None:
+        if cu_seqlens.dim() != 1 or cu_seqlens.dtype not in (torch.int32, torch.int64) \
+                or cu_seqlens.numel() < 2:
+            _fail(fn, "cu_seqlens must be a 1-D int32/int64 tensor [N + 1]")
+        if B != 1:
+            _fail(fn, f"with cu_seqlens the batch must be 1 (packed sequences), got {B}")
+        if q.device.type != "meta":
+            cu = cu_seqlens.tolist()
+            if cu[0] != 0 or cu[-1] != T or any(x > y for x, y in zip(cu, cu[1:])):
+                _fail(fn, f"cu_seqlens must start at 0, end at T = {T} and be non-decreasing, "
+                          f"got {cu[:4]}{'...' if len(cu) > 4 else ''}")
+        N = cu_seqlens.numel() - 1
+    if initial_state is not None and tuple(initial_state.shape) != (N, H, K, V):
+        _fail(fn, f"initial_state must have shape [sequences, heads, K, V] = {[N, H, K, V]}, "
+                  f"got {tuple(initial_state.shape)}")
+    return N
+
+
+def _vector_ready(x: torch.Tensor) -> torch.Tensor:
+    """Rows of the head dimension move as 16-byte vectors: unit stride, 16-byte aligned
+    start and row strides. Anything else is copied once into a contiguous tensor."""
+    per16 = 16 // x.element_size()
+    if x.stride(-1) == 1 and x.data_ptr() % 16 == 0 and all(
+            s % per16 == 0 for s in x.stride()[:-1]):
+        return x
+    return x.contiguous()
+
+
+def _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens,
+             vector_decay):
+    N = _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay)
+    B, T, H, K = q.shape
+    V = v.shape[3]
+    state_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    if scale is None:
+        scale = K ** -0.5
+    o = torch.empty((B, T, H, V), dtype=v.dtype, device=v.device)
+    final = torch.empty((N, H, K, V), dtype=state_dtype, device=v.device) \
+        if output_final_state else None
+    if initial_state is not None:
+        initial_state = initial_state.to(state_dtype)
+    if q.device.type == "meta" or o.numel() == 0:
+        if final is not None and q.device.type != "meta":
+            final.copy_(initial_state if initial_state is not None else torch.zeros_like(final))
+        return o, final
+    if g is not None and g.dtype not in (torch.float32, torch.float64):
+        g = g.float()  # fla's rule: decays are accumulated in float32
+    if beta is not None and beta.dtype != q.dtype and beta.dtype not in (torch.float32,
+                                                                          torch.float64):
+        beta = beta.float()
+    q, k, v = _vector_ready(q), _vector_ready(k), _vector_ready(v)
+    decay = "none" if g is None else ("vector" if vector_decay else "scalar")
+    ir, scale_pos = linear_attention_ir(
+        _ELEMENT[q.dtype], _ELEMENT[v.dtype], K, V, decay,
+        _ELEMENT[g.dtype] if g is not None else "f32", beta is not None,
+        _ELEMENT[beta.dtype] if beta is not None else "f32", initial_state is not None,
+        None if cu_seqlens is None else ("i32" if cu_seqlens.dtype == torch.int32 else "i64"),
+        final is not None, _ELEMENT[state_dtype])
+    options = gpu_config(N * H, V, q.device) if q.is_cuda else None
+    key = ("linear_attention", q.device, ir, options)
+    args = [q, k, v] + [x for x in (g, beta) if x is not None] + [float(scale)]
+    args += [x for x in (initial_state, cu_seqlens) if x is not None] + [o]
+    if final is not None:
+        args.append(final)
+    scalar = ctypes.c_double if state_dtype == torch.float64 else ctypes.c_float
+    kernel = _kernel(key, ir, len(args), q.device, options, entry="la",
+                     scalar_args={scale_pos: scalar})
+    kernel(*args)
+    return o, final
+
+
+class _NoBackward(torch.autograd.Function):
+    """Forward-only for now: a gradient request fails loudly instead of returning
+    nothing or something wrong."""
+
+    @staticmethod
+    def forward(ctx, fn, o, *inputs):
+        ctx.fn = fn
+        return o.view_as(o)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError(f"mixir.ops.{ctx.fn}: the backward pass of linear attention "
+                                  "is not implemented yet")
+
+
+def _guard(fn, o, *inputs):
+    if torch.is_grad_enabled() and any(
+            isinstance(x, torch.Tensor) and x.requires_grad for x in inputs):
+        return _NoBackward.apply(fn, o, *[x for x in inputs if isinstance(x, torch.Tensor)])
+    return o
+
+
+def linear_attention(q, k, v, g=None, beta=None, scale=None, initial_state=None,
+                     output_final_state=False, cu_seqlens=None, vector_decay=False):
+    """The general op: decay none (g None), per head (g [B, T, H]) or per key dimension
+    (g [B, T, H, K] with vector_decay), additive or delta-rule (beta) update."""
+    o, final = _forward("linear_attention", q, k, v, g, beta, scale, initial_state,
+                        output_final_state, cu_seqlens, vector_decay)
+    return _guard("linear_attention", o, q, k, v, g, beta, initial_state), final
+
+
+def chunk_simple_gla(q, k, v, g=None, scale=None, initial_state=None, output_final_state=False,
+                     cu_seqlens=None):
+    """fla.ops.simple_gla.chunk_simple_gla: S_t = exp(g_t) S_{t-1} + k_t v_t^T,
+    o_t = scale S_t^T q_t; g [B, T, H] (log decay per head) or None.
+    Returns (o [B, T, H, V], final_state [N, H, K, V] float32 or None)."""
+    o, final = _forward("chunk_simple_gla", q, k, v, g, None, scale, initial_state,
+                        output_final_state, cu_seqlens, False)
+    return _guard("chunk_simple_gla", o, q, k, v, g, initial_state), final
+
+
+def fused_recurrent_simple_gla(q, k, v, g=None, scale=None, initial_state=None,
+                               output_final_state=False, cu_seqlens=None):
+    """The decode form of chunk_simple_gla (same math; short sequences)."""
+    return chunk_simple_gla(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens)
+
+
+def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False,
+              cu_seqlens=None):
+    """fla.ops.gla.chunk_gla: S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T; g [B, T, H, K]."""
+    o, final = _forward("chunk_gla", q, k, v, g, None, scale, initial_state,
+                        output_final_state, cu_seqlens, True)
+    return _guard("chunk_gla", o, q, k, v, g, initial_state), final
+
+
+def fused_recurrent_gla(q, k, v, gk=None, scale=None, initial_state=None,
+                        output_final_state=False, cu_seqlens=None):
+    """The decode form of chunk_gla (fla names the key-dimension decay `gk`)."""
+    return chunk_gla(q, k, v, gk, scale, initial_state, output_final_state, cu_seqlens)
+
+
+def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
+                           output_final_state=False, cu_seqlens=None):
+    """fla.ops.gated_delta_rule.chunk_gated_delta_rule (spec 4.7): S <- exp(g_t) S;
+    u_t = beta_t (v_t - S^T k_t); S <- S + k_t u_t^T; o_t = scale S^T q_t.
+    g, beta [B, T, H]; q and k as given (normalise them first, as fla expects)."""
+    if beta is None:
+        _fail("chunk_gated_delta_rule", "beta is required (the delta rule's step sizes)")
+    o, final = _forward("chunk_gated_delta_rule", q, k, v, g, beta, scale, initial_state,
+                        output_final_state, cu_seqlens, False)
+    return _guard("chunk_gated_delta_rule", o, q, k, v, g, beta, initial_state), final
+
+
+def fused_recurrent_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
+                                     output_final_state=False, cu_seqlens=None):
+    """The decode form of chunk_gated_delta_rule."""
+    return chunk_gated_delta_rule(q, k, v, g, beta, scale, initial_state, output_final_state,
+                                  cu_seqlens)

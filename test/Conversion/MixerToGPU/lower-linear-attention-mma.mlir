@@ -1,0 +1,64 @@
+// RUN: mixer-opt %s -split-input-file --mixer-lower-linear-attention-mma | FileCheck %s
+// RUN: mixer-opt %s -split-input-file --mixer-lower-linear-attention-mma="require=1" -verify-diagnostics -o /dev/null
+
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+
+// Simple GLA, K = V = 64: one block of 4 warps per (value tile, head,
+// sequence), the chunk loop carries the state as 8 tiles x 4 f32, Q K^T and
+// the state products are m16n8k16 bf16 mma.sync on ldmatrix fragments.
+// CHECK-LABEL: func.func @simple_gla
+// CHECK:       %[[SMEM:.*]] = arith.constant 46336 : i32
+// CHECK:       gpu.launch blocks(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c1{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) threads(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c128{{.*}}, %{{.*}} = %c1{{.*}}, %{{.*}} = %c1{{.*}}) dynamic_shared_memory_size %[[SMEM]]
+// CHECK:         gpu.dynamic_shared_memory
+// CHECK:         scf.for {{.*}} -> (f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32) {
+// The chunk's gamma: a shuffle scan over warp 0.
+// CHECK:           gpu.shuffle  up
+// CHECK:           gpu.barrier
+// CHECK:           nvvm.ldmatrix
+// CHECK:           nvvm.mma.sync {{.*}}multiplicandAPtxType = #nvvm.mma_type<bf16>{{.*}}shape = #nvvm.shape<m = 16, n = 8, k = 16>
+// CHECK:           gpu.barrier
+// CHECK:           nvvm.ldmatrix {{.*}}layout = #nvvm.mma_layout<col>
+// CHECK:           gpu.barrier
+// CHECK:           scf.yield
+// CHECK:         memref.store {{.*}} : memref<?x?x64x64xf32>
+// CHECK:         gpu.terminator
+// CHECK-NOT:   mixer.linear_attention
+func.func @simple_gla(%q: !q, %g: memref<?x?x?xf32>, %s: f32, %o: !q,
+                      %hT: memref<?x?x64x64xf32>) {
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q)
+      log_decay(%g : memref<?x?x?xf32>) scale(%s : f32) outs(%o : !q)
+      final(%hT : memref<?x?x64x64xf32>)
+  return
+}
+
+// -----
+
+// The delta rule is not chunked on tensor cores yet: the op stays for the
+// recurrent lowering (or, with require, is rejected).
+// CHECK-LABEL: func.func @delta_rule_is_left
+// CHECK:       mixer.linear_attention
+// CHECK-NOT:   gpu.launch
+func.func @delta_rule_is_left(%q: memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>,
+                              %b: memref<?x?x?xbf16>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: delta rule}}
+  mixer.linear_attention query(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>)
+      key(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>)
+      value(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>)
+      beta(%b : memref<?x?x?xbf16>) scale(%s : f32)
+      outs(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>)
+  return
+}
+
+// -----
+
+// Rows move as 16-byte vectors, so the head dimension needs a static unit stride.
+// CHECK-LABEL: func.func @strided_head_dim_is_left
+// CHECK:       mixer.linear_attention
+func.func @strided_head_dim_is_left(%q: memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: head dimension without a static unit stride}}
+  mixer.linear_attention query(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>)
+      key(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>)
+      value(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>) scale(%s : f32)
+      outs(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>)
+  return
+}

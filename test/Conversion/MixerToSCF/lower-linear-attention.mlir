@@ -1,0 +1,45 @@
+// RUN: mixer-opt %s --mixer-lower-linear-attention | FileCheck %s
+
+// Gated delta rule, recurrent form: one state column (K = 4 scalars) per
+// iteration of the parallel loop over (value channel, head, sequence); the
+// sequence comes from the offsets; the column is carried by the time loop.
+// CHECK-LABEL: func.func @gdr
+// CHECK:       scf.parallel (%[[V:.*]], %[[H:.*]], %[[N:.*]]) =
+// CHECK:         %[[START:.*]] = arith.index_cast
+// CHECK:         %[[END:.*]] = arith.index_cast
+// CHECK:         %[[LEN:.*]] = arith.subi %[[END]], %[[START]]
+// CHECK-COUNT-4: memref.load %{{.*}}[%[[N]], %[[H]], %{{.*}}, %[[V]]] : memref<?x?x4x8xf32>
+// CHECK:         %[[COL:.*]]:4 = scf.for %{{.*}} = %{{.*}} to %[[LEN]] {{.*}} iter_args(
+// The per-head decay is one exp per step, shared by the column.
+// CHECK:           math.exp
+// CHECK-NOT:       math.exp
+// The delta rule: beta (v - S^T k), then the rank-1 update and the readout.
+// CHECK:           math.fma
+// CHECK:           arith.subf
+// CHECK:           arith.mulf
+// CHECK:           memref.store %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}, %[[H]], %[[V]]] : memref<1x?x2x8xbf16>
+// CHECK:           scf.yield
+// CHECK-COUNT-4: memref.store %[[COL]]#{{[0-3]}}, %{{.*}}[%[[N]], %[[H]], %{{.*}}, %[[V]]] : memref<?x?x4x8xf32>
+func.func @gdr(%q: memref<1x?x2x4xbf16>, %v: memref<1x?x2x8xbf16>, %g: memref<1x?x2xf32>,
+               %b: memref<1x?x2xbf16>, %s: f32, %h0: memref<?x?x4x8xf32>, %cu: memref<?xi64>,
+               %o: memref<1x?x2x8xbf16>, %hT: memref<?x?x4x8xf32>) {
+  mixer.linear_attention query(%q : memref<1x?x2x4xbf16>) key(%q : memref<1x?x2x4xbf16>)
+      value(%v : memref<1x?x2x8xbf16>) log_decay(%g : memref<1x?x2xf32>)
+      beta(%b : memref<1x?x2xbf16>) scale(%s : f32) init(%h0 : memref<?x?x4x8xf32>)
+      offsets(%cu : memref<?xi64>) outs(%o : memref<1x?x2x8xbf16>)
+      final(%hT : memref<?x?x4x8xf32>)
+  return
+}
+
+// A per-key-dimension decay (GLA) exponentiates one gate per key dimension.
+// CHECK-LABEL: func.func @gla
+// CHECK:       scf.for
+// CHECK-COUNT-2: math.exp
+// CHECK-NOT:   math.exp
+// CHECK:       scf.yield
+func.func @gla(%q: memref<?x?x?x2xf32>, %g: memref<?x?x?x2xf32>, %s: f32) {
+  mixer.linear_attention query(%q : memref<?x?x?x2xf32>) key(%q : memref<?x?x?x2xf32>)
+      value(%q : memref<?x?x?x2xf32>) log_decay(%g : memref<?x?x?x2xf32>) scale(%s : f32)
+      outs(%q : memref<?x?x?x2xf32>)
+  return
+}

@@ -1,0 +1,94 @@
+// RUN: mixer-opt %s -split-input-file -verify-diagnostics | FileCheck %s
+
+// The printed form parses back (round trip) with every optional operand.
+// CHECK-LABEL: func.func @gated_delta_rule
+// CHECK: mixer.linear_attention query(%{{.*}} : memref<1x?x4x64xbf16>) key(%{{.*}} : memref<1x?x4x64xbf16>) value(%{{.*}} : memref<1x?x4x32xbf16>) log_decay(%{{.*}} : memref<1x?x4xf32>) beta(%{{.*}} : memref<1x?x4xbf16>) scale(%{{.*}} : f32) init(%{{.*}} : memref<3x4x64x32xf32>) offsets(%{{.*}} : memref<4xi32>) outs(%{{.*}} : memref<1x?x4x32xbf16>) final(%{{.*}} : memref<3x4x64x32xf32>) {chunk_size = 64 : i64}
+func.func @gated_delta_rule(%q: memref<1x?x4x64xbf16>, %v: memref<1x?x4x32xbf16>,
+    %g: memref<1x?x4xf32>, %b: memref<1x?x4xbf16>, %s: f32, %h0: memref<3x4x64x32xf32>,
+    %cu: memref<4xi32>, %o: memref<1x?x4x32xbf16>, %hT: memref<3x4x64x32xf32>) {
+  mixer.linear_attention query(%q : memref<1x?x4x64xbf16>) key(%q : memref<1x?x4x64xbf16>)
+      value(%v : memref<1x?x4x32xbf16>) log_decay(%g : memref<1x?x4xf32>)
+      beta(%b : memref<1x?x4xbf16>) scale(%s : f32) init(%h0 : memref<3x4x64x32xf32>)
+      offsets(%cu : memref<4xi32>) outs(%o : memref<1x?x4x32xbf16>)
+      final(%hT : memref<3x4x64x32xf32>) {chunk_size = 64 : i64}
+  return
+}
+
+// -----
+
+// A per-key-dimension decay (GLA) is a rank-4 log_decay.
+// CHECK-LABEL: func.func @gla
+func.func @gla(%q: memref<2x8x4x16xf32>, %g: memref<2x8x4x16xf32>, %s: f32) {
+  mixer.linear_attention query(%q : memref<2x8x4x16xf32>) key(%q : memref<2x8x4x16xf32>)
+      value(%q : memref<2x8x4x16xf32>) log_decay(%g : memref<2x8x4x16xf32>) scale(%s : f32)
+      outs(%q : memref<2x8x4x16xf32>)
+  return
+}
+
+// -----
+
+func.func @dynamic_head_dim(%q: memref<2x8x4x?xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op key and value head dimensions must be static}}
+  mixer.linear_attention query(%q : memref<2x8x4x?xf32>) key(%q : memref<2x8x4x?xf32>)
+      value(%q : memref<2x8x4x?xf32>) scale(%s : f32) outs(%q : memref<2x8x4x?xf32>)
+  return
+}
+
+// -----
+
+func.func @key_shape(%q: memref<2x8x4x16xf32>, %k: memref<2x8x4x8xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op key must have shape [2, 8, 4, 16] (like query), got [2, 8, 4, 8]}}
+  mixer.linear_attention query(%q : memref<2x8x4x16xf32>) key(%k : memref<2x8x4x8xf32>)
+      value(%q : memref<2x8x4x16xf32>) scale(%s : f32) outs(%q : memref<2x8x4x16xf32>)
+  return
+}
+
+// -----
+
+func.func @decay_shape(%q: memref<2x8x4x16xf32>, %g: memref<2x8x3xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op log_decay must have shape [2, 8, 4] ([batch, time, heads]), got [2, 8, 3]}}
+  mixer.linear_attention query(%q : memref<2x8x4x16xf32>) key(%q : memref<2x8x4x16xf32>)
+      value(%q : memref<2x8x4x16xf32>) log_decay(%g : memref<2x8x3xf32>) scale(%s : f32)
+      outs(%q : memref<2x8x4x16xf32>)
+  return
+}
+
+// -----
+
+func.func @offsets_need_one_row(%q: memref<2x8x4x16xf32>, %cu: memref<3xi32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op with offsets the batch must be 1 (sequences are concatenated along time), got 2}}
+  mixer.linear_attention query(%q : memref<2x8x4x16xf32>) key(%q : memref<2x8x4x16xf32>)
+      value(%q : memref<2x8x4x16xf32>) scale(%s : f32) offsets(%cu : memref<3xi32>)
+      outs(%q : memref<2x8x4x16xf32>)
+  return
+}
+
+// -----
+
+func.func @state_shape(%q: memref<1x8x4x16xf32>, %cu: memref<3xi32>, %h: memref<1x4x16x16xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op final_state must have shape [2, 4, 16, 16] ([sequences, heads, key_dim, value_dim]), got [1, 4, 16, 16]}}
+  mixer.linear_attention query(%q : memref<1x8x4x16xf32>) key(%q : memref<1x8x4x16xf32>)
+      value(%q : memref<1x8x4x16xf32>) scale(%s : f32) offsets(%cu : memref<3xi32>)
+      outs(%q : memref<1x8x4x16xf32>) final(%h : memref<1x4x16x16xf32>)
+  return
+}
+
+// -----
+
+func.func @state_type(%q: memref<1x8x4x16xf32>, %h: memref<1x4x16x16xbf16>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op state element type must be f32 or f64, got 'bf16'}}
+  mixer.linear_attention query(%q : memref<1x8x4x16xf32>) key(%q : memref<1x8x4x16xf32>)
+      value(%q : memref<1x8x4x16xf32>) scale(%s : f32)
+      outs(%q : memref<1x8x4x16xf32>) final(%h : memref<1x4x16x16xbf16>)
+  return
+}
+
+// -----
+
+func.func @input_wider_than_state(%q: memref<1x8x4x16xf64>, %o: memref<1x8x4x16xf32>, %h: memref<1x4x16x16xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op query element type 'f64' is wider than the state element type 'f32'}}
+  mixer.linear_attention query(%q : memref<1x8x4x16xf64>) key(%q : memref<1x8x4x16xf64>)
+      value(%q : memref<1x8x4x16xf64>) scale(%s : f32)
+      outs(%o : memref<1x8x4x16xf32>) final(%h : memref<1x4x16x16xf32>)
+  return
+}

@@ -1,0 +1,198 @@
+"""mixir.ops.linear_attention against the float64 recurrent oracle (spec 4.7, fla semantics).
+
+CPU runs the recurrent lowering; CUDA runs the fused tensor-core kernel for bf16/fp16
+simple GLA and plain linear attention (K <= 128), and the recurrent kernel for the
+rest. Errors are max |ours - oracle| / max |oracle|, with the oracle fed the same
+(rounded) inputs, so a tolerance measures the kernel, not the input rounding.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mixir.ops import linear_attention as la
+from mixir.reference import linear_attention_ref
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+# fp32/fp64 are exact up to summation order. bf16/fp16 on the tensor-core path
+# round the intra-chunk scores and the state operand to 16 bits, as fla does;
+# on the recurrent path only the stored output is rounded.
+TOL = {torch.float64: 1e-12, torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 1e-2}
+
+STATE_TOL = {torch.float16: 1e-3, torch.bfloat16: 8e-3}
+
+
+def rel(got, want):
+    want = torch.as_tensor(want)
+    return ((got.double().cpu() - want).abs().max() / want.abs().max().clamp_min(1e-30)).item()
+
+
+def inputs(B, T, H, K, V, dtype, device, decay="scalar", delta=False, strength=1.0, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, T, H, K, generator=gen)
+    k = torch.randn(B, T, H, K, generator=gen)
+    v = torch.randn(B, T, H, V, generator=gen)
+    if delta:
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    g = None
+    if decay == "scalar":
+        g = F.logsigmoid(torch.rand(B, T, H, generator=gen)) / strength
+    elif decay == "vector":
+        g = F.logsigmoid(torch.rand(B, T, H, K, generator=gen)) / strength
+    beta = torch.sigmoid(torch.rand(B, T, H, generator=gen)) if delta else None
+    cast = lambda x: None if x is None else x.to(dtype).to(device)  # noqa: E731
+    return cast(q), cast(k), cast(v), (None if g is None else g.to(device)), cast(beta)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("variant", ["none", "simple_gla", "gla", "gated_delta_rule"])
+@pytest.mark.parametrize("T", [1, 15, 64, 65, 150])
+def test_variants_match_oracle(device, dtype, variant, T):
+    B, H, K, V = 2, 3, 32, 16
+    decay = {"none": None, "simple_gla": "scalar", "gla": "vector",
+             "gated_delta_rule": "scalar"}[variant]
+    q, k, v, g, beta = inputs(B, T, H, K, V, dtype, device, decay, variant == "gated_delta_rule")
+    h0 = torch.randn(B, H, K, V, generator=torch.Generator().manual_seed(1)).to(device)
+    if variant == "gla":
+        o, f = la.chunk_gla(q, k, v, g, initial_state=h0, output_final_state=True)
+    elif variant == "gated_delta_rule":
+        o, f = la.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0,
+                                         output_final_state=True)
+    else:
+        o, f = la.chunk_simple_gla(q, k, v, g, initial_state=h0, output_final_state=True)
+    ro, rf = linear_attention_ref(q, k, v, g=g, beta=beta, initial_state=h0)
+    assert o.dtype == dtype and o.shape == (B, T, H, V)
+    assert f.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    # The state never leaves f32/f64; only the output is rounded on this path.
+    state_tol = TOL[dtype] if dtype in (torch.float32, torch.float64) else 1e-5
+    assert rel(o, ro) < TOL[dtype]
+    assert rel(f, rf) < state_tol
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_scale_and_no_states(device):
+    q, k, v, g, _ = inputs(1, 40, 2, 16, 16, torch.float32, device)
+    o, f = la.chunk_simple_gla(q, k, v, g, scale=0.3)
+    ro, _ = linear_attention_ref(q, k, v, g=g, scale=0.3)
+    assert f is None
+    assert rel(o, ro) < 2e-5
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", ["simple_gla", "gated_delta_rule"])
+def test_varlen_equals_per_sequence(device, variant):
+    """Packed sequences (with an empty one) equal running each sequence on its own."""
+    delta = variant == "gated_delta_rule"
+    q, k, v, g, beta = inputs(1, 150, 2, 16, 16, torch.float32, device, "scalar", delta)
+    cu = torch.tensor([0, 7, 7, 80, 150], dtype=torch.int32, device=device)
+    h0 = torch.randn(4, 2, 16, 16, generator=torch.Generator().manual_seed(2)).to(device)
+    fn = la.chunk_gated_delta_rule if delta else la.chunk_simple_gla
+    extra = (beta,) if delta else ()
+    o, f = fn(q, k, v, g, *extra, initial_state=h0, output_final_state=True, cu_seqlens=cu)
+    ro, rf = linear_attention_ref(q, k, v, g=g, beta=beta, initial_state=h0, cu_seqlens=cu)
+    assert rel(o, ro) < 2e-5 and rel(f, rf) < 2e-5
+    # The empty sequence hands its initial state through unchanged.
+    assert torch.equal(f[1], h0[1])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_split_sequence_equals_one_shot(device):
+    """Prefill + continuation from the final state equals the one-shot forward (decode)."""
+    q, k, v, g, beta = inputs(2, 70, 2, 16, 16, torch.float32, device, "scalar", True)
+    o, f = la.chunk_gated_delta_rule(q, k, v, g, beta, output_final_state=True)
+    o1, f1 = la.chunk_gated_delta_rule(q[:, :69], k[:, :69], v[:, :69], g[:, :69],
+                                       beta[:, :69], output_final_state=True)
+    o2, f2 = la.fused_recurrent_gated_delta_rule(q[:, 69:], k[:, 69:], v[:, 69:], g[:, 69:],
+                                                 beta[:, 69:], initial_state=f1,
+                                                 output_final_state=True)
+    assert torch.allclose(torch.cat([o1, o2], 1), o, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(f2, f, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_contiguous_inputs(device):
+    """Head-first storage viewed as [B, T, H, K], and a slice of a wider tensor."""
+    B, T, H, K = 2, 33, 2, 16
+    gen = torch.Generator().manual_seed(3)
+    qh = torch.randn(B, H, T, K, generator=gen).to(device)
+    k = torch.randn(B, T, H, 2 * K, generator=gen).to(device)[..., :K]
+    v = torch.randn(B, T, H, K, generator=gen).to(device)[:, :, :, :]
+    g = F.logsigmoid(torch.randn(B, H, T, generator=gen)).to(device).transpose(1, 2)
+    q = qh.transpose(1, 2)
+    o, _ = la.chunk_simple_gla(q, k, v, g)
+    ro, _ = linear_attention_ref(q, k, v, g=g)
+    assert rel(o, ro) < 2e-5
+
+
+def test_errors_name_the_argument():
+    q, k, v, g, _ = inputs(1, 8, 2, 16, 16, torch.float32, "cpu")
+    with pytest.raises(ValueError, match="k must have the shape of q"):
+        la.chunk_simple_gla(q, k[..., :8], v, g)
+    with pytest.raises(ValueError, match=r"g must have shape \[1, 8, 2\]"):
+        la.chunk_simple_gla(q, k, v, g[..., :1])
+    with pytest.raises(ValueError, match=r"g must have shape \[1, 8, 2, 16\]"):
+        la.chunk_gla(q, k, v, g)
+    with pytest.raises(TypeError, match="share a dtype"):
+        la.chunk_simple_gla(q, k.double(), v, g)
+    with pytest.raises(ValueError, match="initial_state must have shape"):
+        la.chunk_simple_gla(q, k, v, g, initial_state=torch.zeros(1, 2, 16, 8))
+    with pytest.raises(ValueError, match="cu_seqlens must start at 0"):
+        la.chunk_simple_gla(q, k, v, g, cu_seqlens=torch.tensor([0, 3, 7], dtype=torch.int32))
+    with pytest.raises(ValueError, match="batch must be 1"):
+        la.chunk_simple_gla(q.expand(2, -1, -1, -1), k.expand(2, -1, -1, -1),
+                            v.expand(2, -1, -1, -1), g.expand(2, -1, -1),
+                            cu_seqlens=torch.tensor([0, 8], dtype=torch.int32))
+    with pytest.raises(ValueError, match="beta is required"):
+        la.chunk_gated_delta_rule(q, k, v, g, None)
+    with pytest.raises(TypeError, match="q must be a torch.Tensor"):
+        la.chunk_simple_gla(q.numpy(), k, v, g)
+
+
+def test_backward_raises_instead_of_silently_missing():
+    q, k, v, g, _ = inputs(1, 8, 2, 16, 16, torch.float32, "cpu")
+    q.requires_grad_(True)
+    o, _ = la.chunk_simple_gla(q, k, v, g)
+    with pytest.raises(NotImplementedError, match="backward pass of linear attention"):
+        o.sum().backward()
+
+
+def test_empty_sequence_passes_state_through():
+    q, k, v, g, _ = inputs(2, 0, 2, 16, 16, torch.float32, "cpu")
+    h0 = torch.randn(2, 2, 16, 16)
+    o, f = la.chunk_simple_gla(q, k, v, g, initial_state=h0, output_final_state=True)
+    assert o.shape == (2, 0, 2, 16) and torch.equal(f, h0)
+
+
+# --- The tensor-core kernel (CUDA, bf16/fp16) ---------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("K,V", [(64, 64), (128, 128), (128, 64), (64, 128)])
+@pytest.mark.parametrize("T", [1, 63, 64, 65, 300])
+@pytest.mark.parametrize("decay", [None, "scalar"])
+def test_tensor_core_kernel(dtype, K, V, T, decay):
+    q, k, v, g, _ = inputs(2, T, 3, K, V, dtype, "cuda", decay, strength=4.0)
+    # Unit-norm keys and queries keep the state O(1), like trained models'.
+    q, k = F.normalize(q.float(), dim=-1).to(dtype), F.normalize(k.float(), dim=-1).to(dtype)
+    h0 = torch.randn(2, 3, K, V, generator=torch.Generator().manual_seed(4)).cuda() * 0.1
+    o, f = la.chunk_simple_gla(q, k, v, g, initial_state=h0, output_final_state=True)
+    ro, rf = linear_attention_ref(q, k, v, g=g, initial_state=h0)
+    assert rel(o, ro) < TOL[dtype], rel(o, ro)
+    # The state is f32, but its update reads the decayed values rounded to 16 bits
+    # (exact without a decay).
+    assert rel(f, rf) < (STATE_TOL[dtype] if decay else 1e-5), rel(f, rf)
+
+
+@pytest.mark.gpu
+def test_tensor_core_kernel_varlen_and_strided():
+    B, T, H, K, V = 1, 700, 4, 128, 128
+    q, k, v, g, _ = inputs(B, T, H, K, V, torch.bfloat16, "cuda", "scalar", strength=8.0)
+    q, k = F.normalize(q.float(), dim=-1).bfloat16(), F.normalize(k.float(), dim=-1).bfloat16()
+    vh = v.transpose(1, 2).contiguous().transpose(1, 2)  # head-major storage
+    cu = torch.tensor([0, 1, 64, 64, 200, 700], dtype=torch.int64, device="cuda")
+    h0 = torch.randn(5, H, K, V, device="cuda") * 0.1
+    o, f = la.chunk_simple_gla(q, k, vh, g, initial_state=h0, output_final_state=True,
+                               cu_seqlens=cu)
+    ro, rf = linear_attention_ref(q, k, v, g=g, initial_state=h0, cu_seqlens=cu)
+    assert rel(o, ro) < TOL[torch.bfloat16] and rel(f, rf) < STATE_TOL[torch.bfloat16]
