@@ -4,16 +4,18 @@
 !q = memref<?x?x?x128xbf16, strided<[?, ?, ?, 1], offset: ?>>
 
 // Simple GLA at K = V = 128 becomes the tensor-core kernel: 2 value tiles of
-// 64 per head, 4 warps, 62720 bytes of dynamic shared memory; in the PTX,
+// 64 per head, 4 warps, 106752 bytes (two stages of Q, K, V) of dynamic shared memory; in the PTX,
 // bf16 m16n8k16 mma.sync on ldmatrix fragments (plain and transposed) and no
 // local memory (the state stays in registers).
 // CHECK-LABEL: func.func @simple_gla
-// CHECK:       gpu.launch_func @simple_gla_kernel::@simple_gla_kernel blocks in (%c2{{.*}}, %{{.*}}, %{{.*}}) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c62720_i32
+// CHECK:       gpu.launch_func @simple_gla_kernel::@simple_gla_kernel blocks in (%c2{{.*}}, %{{.*}}, %{{.*}}) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c106752_i32
 // CHECK:       gpu.binary @simple_gla_kernel
 // CHECK-NOT:   __local_depot
 // CHECK-DAG:   ldmatrix.sync.aligned.m8n8.x4.shared.b16
 // CHECK-DAG:   ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
 // CHECK-DAG:   mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// CHECK-DAG:   cp.async.cg.shared.global [%rd{{[0-9+]+}}], [%rd{{[0-9]+}}], 16, %r{{[0-9]+}};
+// CHECK-DAG:   cp.async.wait_group {{(\\09)?}}1;
 func.func @simple_gla(%q: !q, %g: memref<?x?x?xf32>, %s: f32, %o: !q,
                       %hT: memref<?x?x128x128xf32>) {
   mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q)

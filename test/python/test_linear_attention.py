@@ -64,10 +64,14 @@ def test_variants_match_oracle(device, dtype, variant, T):
     ro, rf = linear_attention_ref(q, k, v, g=g, beta=beta, initial_state=h0)
     assert o.dtype == dtype and o.shape == (B, T, H, V)
     assert f.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
-    # The state never leaves f32/f64; only the output is rounded on this path.
+    # The state never leaves f32/f64. The recurrent path rounds only the output; the
+    # tensor-core path (CUDA, 16-bit inputs, V = 16 here) also rounds the decayed values
+    # its state update reads.
     state_tol = TOL[dtype] if dtype in (torch.float32, torch.float64) else 1e-5
+    if device == "cuda" and dtype == torch.bfloat16 and decay == "scalar" and beta is None:
+        state_tol = STATE_TOL[dtype]
     assert rel(o, ro) < TOL[dtype]
-    assert rel(f, rf) < state_tol
+    assert rel(f, rf) < state_tol, rel(f, rf)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -28,8 +28,12 @@
 // [16w, 16w + 16) when C = 16 W; scores are shared through shared memory.
 //
 // Shared memory (dynamic; rows padded by 8 elements so that the 8 row
-// addresses of an ldmatrix fall in distinct banks): Q, K [C, K], V and the
-// decayed V [C, BV], the scores P [C, C] and gamma [C].
+// addresses of an ldmatrix fall in distinct banks): two stages of Q, K [C, K]
+// and V [C, BV], the decayed V [C, BV], the scores P [C, C] and gamma [C].
+// While a chunk is computed, the next one is copied into the other stage
+// with cp.async (no registers held, zero-fill past the end of a sequence):
+// a block walks its sequence serially, so hiding the load latency is what
+// keeps the tensor cores busy.
 //
 // Ops this lowering cannot take are left for mixer-lower-linear-attention.
 //
@@ -118,12 +122,14 @@ struct MmaKernelBuilder {
   Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
   Value addc(Value x, int64_t c) { return c ? add(x, idx(c)) : x; }
 
+  int64_t stageBytes = 0; // one chunk's Q, K and V; two stages alternate
   void layoutSharedMemory() {
     int64_t eb = 2;
     offQ = 0;
     offK = offQ + kChunk * strideQK() * eb;
     offV = offK + kChunk * strideQK() * eb;
-    offVd = offV + kChunk * strideV() * eb;
+    stageBytes = offV + kChunk * strideV() * eb;
+    offVd = 2 * stageBytes;
     offP = offVd + (decay ? kChunk * strideV() * eb : 0);
     offG = offP + kChunk * strideP() * eb;
     bytes = offG + kChunk * 4;
@@ -138,10 +144,10 @@ struct MmaKernelBuilder {
 
   /// ldmatrix.x4 at byte offset `bufOffset` + (row, col) of a buffer with
   /// `stride` elements per row; `trans` transposes each 8x8 tile.
-  SmallVector<Value, 4> ldmatrix(int64_t bufOffset, int64_t stride, Value row, Value col,
+  SmallVector<Value, 4> ldmatrix(Value bufOffset, int64_t stride, Value row, Value col,
                                  bool trans) {
     Value off = add(mul(row, idx(stride * 2)), mul(col, idx(2)));
-    off = addc(off, bufOffset);
+    off = add(off, bufOffset);
     Value off64 = arith::IndexCastOp::create(b, b.getI64Type(), off);
     auto ptrTy = LLVM::LLVMPointerType::get(b.getContext(), 3);
     Value ptr = LLVM::GEPOp::create(b, ptrTy, b.getI8Type(), smemBase, ValueRange{off64});
@@ -189,6 +195,20 @@ struct MmaKernelBuilder {
     for (int64_t i = 0; i < 4; ++i)
       out.push_back(LLVM::ExtractValueOp::create(b, d, i));
     return out;
+  }
+
+  /// cp.async of 16 bytes from global byte address `src` (index) to shared byte
+  /// offset `dst`; `bytes` (i32) < 16 fills the rest with zeros.
+  void copyAsync(Value dst, Value src, Value bytes) {
+    MLIRContext *ctx = b.getContext();
+    Value d64 = arith::IndexCastOp::create(b, b.getI64Type(), dst);
+    Value dptr = LLVM::GEPOp::create(b, LLVM::LLVMPointerType::get(ctx, 3), b.getI8Type(),
+                                     smemBase, ValueRange{d64});
+    Value s64 = arith::IndexCastOp::create(b, b.getI64Type(), src);
+    Value generic = LLVM::IntToPtrOp::create(b, LLVM::LLVMPointerType::get(ctx), s64);
+    Value global =
+        LLVM::AddrSpaceCastOp::create(b, LLVM::LLVMPointerType::get(ctx, 1), generic);
+    NVVM::CpAsyncOp::create(b, dptr, global, 16, NVVM::LoadCacheModifierKind::CG, bytes);
   }
 
   /// Two f32 values as one register of two 16-bit floats (x in the low half).
@@ -245,12 +265,9 @@ void MmaKernelBuilder::build() {
     Value p64 = arith::IndexCastOp::create(b, b.getI64Type(), p);
     smemBase = LLVM::IntToPtrOp::create(b, LLVM::LLVMPointerType::get(ctx, 3), p64);
   }
-  Value qS = view(offQ, kChunk, strideQK(), elt), kS = view(offK, kChunk, strideQK(), elt);
-  Value vS = view(offV, kChunk, strideV(), elt);
-  Value vdS = decay ? view(offVd, kChunk, strideV(), elt) : vS;
+  Value vdS = decay ? view(offVd, kChunk, strideV(), elt) : Value();
   Value pS = view(offP, kChunk, strideP(), elt);
   Value gS = view(offG, 1, kChunk, b.getF32Type());
-  int64_t vdOffset = decay ? offVd : offV;
 
   // The sequence's rows.
   Value row = n, start = zero, length = T;
@@ -283,58 +300,105 @@ void MmaKernelBuilder::build() {
 
   Value numChunks =
       arith::CeilDivUIOp::create(b, length, idx(kChunk)); // unsigned: length >= 0
+  Value lastRow = arith::SubIOp::create(b, add(start, length), one);
+  int64_t threads = 32 * W;
+  auto chunkStart = [&](Value c) { return mul(c, idx(kChunk)); };
+  auto validRows = [&](Value c) {
+    return arith::MinUIOp::create(b, idx(kChunk),
+                                  arith::SubIOp::create(b, length, chunkStart(c)))
+        .getResult();
+  };
+
+  // Global operands as byte addresses plus element strides, for cp.async.
+  struct Global {
+    Value base, offset;
+    SmallVector<Value, 4> strides;
+  };
+  auto globalOf = [&](Value memref) {
+    auto md = memref::ExtractStridedMetadataOp::create(b, memref);
+    Global g;
+    g.base = memref::ExtractAlignedPointerAsIndexOp::create(b, memref);
+    g.offset = md.getOffset();
+    for (Value st : md.getStrides())
+      g.strides.push_back(st);
+    return g;
+  };
+  Global gq_ = globalOf(op.getQuery()), gk_ = globalOf(op.getKey()),
+         gv_ = globalOf(op.getValue());
+  Value vBaseCol = mul(vTile, idx(BV));
+
+  // 1. Q, K, V of chunk `c` into stage `parity`: 16 bytes per thread and
+  //    step, issued asynchronously (cp.async); rows past the sequence are
+  //    zero-filled (their source address is clamped to a valid row).
+  auto stageChunk = [&](Value c, Value parity) {
+    Value t0c = add(start, chunkStart(c));
+    Value validC = validRows(c);
+    Value stageOff = mul(parity, idx(stageBytes));
+    auto copyTile = [&](const Global &g, int64_t bufOffset, int64_t stride, int64_t cols,
+                        Value colBase) {
+      int64_t perRow = cols / 8, total = kChunk * perRow;
+      for (int64_t i0 = 0; i0 < total; i0 += threads) {
+        Value i = addc(tid, i0);
+        Value r = arith::DivUIOp::create(b, i, idx(perRow));
+        Value col = mul(arith::RemUIOp::create(b, i, idx(perRow)), idx(8));
+        Value inside = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, r, validC);
+        Value t = arith::MinUIOp::create(b, add(t0c, r), lastRow);
+        Value e = add(g.offset, add(add(mul(row, g.strides[0]), mul(t, g.strides[1])),
+                                    add(mul(h, g.strides[2]), add(colBase, col))));
+        Value src = add(g.base, mul(e, idx(2)));
+        Value dst = add(add(stageOff, idx(bufOffset)),
+                        add(mul(r, idx(stride * 2)), mul(col, idx(2))));
+        Value bytes = arith::SelectOp::create(
+            b, inside, arith::ConstantIntOp::create(b, b.getI32Type(), 16),
+            arith::ConstantIntOp::create(b, b.getI32Type(), 0));
+        copyAsync(dst, src, bytes);
+      }
+    };
+    copyTile(gq_, offQ, strideQK(), K, zero);
+    copyTile(gk_, offK, strideQK(), K, zero);
+    copyTile(gv_, offV, strideV(), BV, vBaseCol);
+  };
+  {
+    // Prologue: chunk 0 into stage 0.
+    Value any = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, numChunks, zero);
+    auto ifOp = scf::IfOp::create(b, any, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    stageChunk(zero, zero);
+  }
+  NVVM::CpAsyncCommitGroupOp::create(b);
+
   auto loop = scf::ForOp::create(b, zero, numChunks, one, state);
   b.setInsertionPointToStart(loop.getBody());
   SmallVector<Value> S(loop.getRegionIterArgs());
-  Value c0 = mul(loop.getInductionVar(), idx(kChunk));
+  Value chunk = loop.getInductionVar();
+  Value c0 = chunkStart(chunk);
   Value t0 = add(start, c0);
-  Value valid = arith::MinUIOp::create(b, idx(kChunk), arith::SubIOp::create(b, length, c0));
-  Value lastRow = arith::SubIOp::create(b, add(start, length), one);
-  int64_t threads = 32 * W;
-
-  // 1. Q, K, V of the chunk to shared memory, 16 bytes per thread and step;
-  //    rows past the sequence are zero (rows are clamped so loads stay valid).
-  auto stage = [&](Value global, Value shared, int64_t cols) {
-    int64_t perRow = cols / 8, total = kChunk * perRow;
-    auto vecTy = VectorType::get({8}, elt);
-    Value zeros = arith::ConstantOp::create(b, DenseElementsAttr::get(
-                                                   vecTy, b.getFloatAttr(elt, 0.0)));
-    for (int64_t i0 = 0; i0 < total; i0 += threads) {
-      Value i = addc(tid, i0);
-      Value r = arith::DivUIOp::create(b, i, idx(perRow));
-      Value col = mul(arith::RemUIOp::create(b, i, idx(perRow)), idx(8));
-      Value inside = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, r, valid);
-      Value t = arith::MinUIOp::create(b, add(t0, r), lastRow);
-      Value x = vector::LoadOp::create(b, vecTy, global, ValueRange{row, t, h, col},
-                                       /*nontemporal=*/false, llvm::MaybeAlign(16));
-      x = arith::SelectOp::create(b, inside, x, zeros);
-      vector::StoreOp::create(b, x, shared, ValueRange{r, col}, /*nontemporal=*/false,
-                              llvm::MaybeAlign(16));
-    }
-  };
-  stage(op.getQuery(), qS, K);
-  stage(op.getKey(), kS, K);
+  Value valid = validRows(chunk);
+  Value parity = arith::RemUIOp::create(b, chunk, idx(2));
+  Value stageOff = mul(parity, idx(stageBytes));
+  Value offQd = addc(stageOff, offQ), offKd = addc(stageOff, offK),
+        offVdyn = addc(stageOff, offV);
+  Value vdOffset = decay ? idx(offVd) : offVdyn;
   {
-    // The value tile: columns [vTile * BV, +BV) of the head.
-    int64_t perRow = BV / 8, total = kChunk * perRow;
-    auto vecTy = VectorType::get({8}, elt);
-    Value zeros =
-        arith::ConstantOp::create(b, DenseElementsAttr::get(vecTy, b.getFloatAttr(elt, 0.0)));
-    Value vBase = mul(vTile, idx(BV));
-    for (int64_t i0 = 0; i0 < total; i0 += threads) {
-      Value i = addc(tid, i0);
-      Value r = arith::DivUIOp::create(b, i, idx(perRow));
-      Value col = mul(arith::RemUIOp::create(b, i, idx(perRow)), idx(8));
-      Value inside = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, r, valid);
-      Value t = arith::MinUIOp::create(b, add(t0, r), lastRow);
-      Value x = vector::LoadOp::create(b, vecTy, op.getValue(),
-                                       ValueRange{row, t, h, add(vBase, col)},
-                                       /*nontemporal=*/false, llvm::MaybeAlign(16));
-      x = arith::SelectOp::create(b, inside, x, zeros);
-      vector::StoreOp::create(b, x, vS, ValueRange{r, col}, /*nontemporal=*/false,
-                              llvm::MaybeAlign(16));
-    }
+    // Prefetch the next chunk into the other stage (read two chunks ago and
+    // released by the barrier that ended the previous chunk).
+    Value next = add(chunk, one);
+    Value more = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, next, numChunks);
+    auto ifOp = scf::IfOp::create(b, more, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    stageChunk(next, arith::SubIOp::create(b, one, parity));
   }
+  // One group per chunk (empty after the last): waiting until one is pending
+  // completes this chunk's copies.
+  NVVM::CpAsyncCommitGroupOp::create(b);
+  NVVM::CpAsyncWaitGroupOp::create(b, 1);
+  Value vS = memref::ViewOp::create(
+      b,
+      MemRefType::get({kChunk, strideV()}, elt, MemRefLayoutAttrInterface{},
+                      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup)),
+      smem, offVdyn, ValueRange{});
   // 2. gamma: the chunk's inclusive prefix sums of log decays, by warp 0 (two
   //    steps per lane, a shuffle scan over lanes). Steps past the end add 0.
   if (decay) {
@@ -404,9 +468,9 @@ void MmaKernelBuilder::build() {
     auto [ar, ac] = laneA();
     auto [br, bc] = laneBnk();
     for (int64_t kk = 0; kk < K / 16; ++kk) {
-      auto a = ldmatrix(offQ, strideQK(), add(scoreRow, ar), addc(ac, 16 * kk), false);
+      auto a = ldmatrix(offQd, strideQK(), add(scoreRow, ar), addc(ac, 16 * kk), false);
       for (int64_t np = 0; np < nTiles / 2; ++np) {
-        auto bf = ldmatrix(offK, strideQK(), addc(br, 16 * np), addc(bc, 16 * kk), false);
+        auto bf = ldmatrix(offKd, strideQK(), addc(br, 16 * np), addc(bc, 16 * kk), false);
         P[2 * np] = mma(a, {bf[0], bf[1]}, P[2 * np]);
         P[2 * np + 1] = mma(a, {bf[2], bf[3]}, P[2 * np + 1]);
       }
@@ -451,7 +515,7 @@ void MmaKernelBuilder::build() {
     auto [ar, ac] = laneA();
     for (int64_t mt = 0; mt < mTiles; ++mt) {
       for (int64_t kk = 0; kk < K / 16; ++kk) {
-        auto a = ldmatrix(offQ, strideQK(), addc(ar, 16 * mt), addc(ac, 16 * kk), false);
+        auto a = ldmatrix(offQd, strideQK(), addc(ar, 16 * mt), addc(ac, 16 * kk), false);
         for (int64_t nn = 0; nn < 2; ++nn)
           O[mt][nn] = mma(a, stateB[kk * 2 + nn], O[mt][nn]);
       }
@@ -477,8 +541,8 @@ void MmaKernelBuilder::build() {
     Value vBase = mul(vTile, idx(BV));
     for (int64_t mt = 0; mt < mTiles; ++mt) {
       for (int64_t kk = 0; kk <= mt; ++kk) {
-        auto a = ldmatrix(offP, strideP(), addc(ar, 16 * mt), addc(ac, 16 * kk), false);
-        auto bf = ldmatrix(offV, strideV(), addc(br, 16 * kk), add(warpRow, bc), true);
+        auto a = ldmatrix(idx(offP), strideP(), addc(ar, 16 * mt), addc(ac, 16 * kk), false);
+        auto bf = ldmatrix(offVdyn, strideV(), addc(br, 16 * kk), add(warpRow, bc), true);
         O[mt][0] = mma(a, {bf[0], bf[1]}, O[mt][0]);
         O[mt][1] = mma(a, {bf[2], bf[3]}, O[mt][1]);
       }
@@ -514,7 +578,7 @@ void MmaKernelBuilder::build() {
     for (int64_t kk = 0; kk < kChunk / 16; ++kk) {
       auto a = ldmatrix(vdOffset, strideV(), addc(ar, 16 * kk), add(warpRow, ac), true);
       for (int64_t np = 0; np < K / 16; ++np) {
-        auto bf = ldmatrix(offK, strideQK(), addc(br, 16 * kk), addc(bc, 16 * np), true);
+        auto bf = ldmatrix(offKd, strideQK(), addc(br, 16 * kk), addc(bc, 16 * np), true);
         for (int64_t sub = 0; sub < 2; ++sub) {
           int64_t c = 2 * np + sub;
           auto d = mma(a, {bf[2 * sub], bf[2 * sub + 1]}, ArrayRef<Value>(S).slice(4 * c, 4));

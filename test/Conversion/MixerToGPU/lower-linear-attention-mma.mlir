@@ -7,10 +7,15 @@
 // sequence), the chunk loop carries the state as 8 tiles x 4 f32, Q K^T and
 // the state products are m16n8k16 bf16 mma.sync on ldmatrix fragments.
 // CHECK-LABEL: func.func @simple_gla
-// CHECK:       %[[SMEM:.*]] = arith.constant 46336 : i32
+// CHECK:       %[[SMEM:.*]] = arith.constant 73984 : i32
 // CHECK:       gpu.launch blocks(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c1{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) threads(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c128{{.*}}, %{{.*}} = %c1{{.*}}, %{{.*}} = %c1{{.*}}) dynamic_shared_memory_size %[[SMEM]]
 // CHECK:         gpu.dynamic_shared_memory
+// The first chunk is copied before the loop, each next one during the current.
+// CHECK:         nvvm.cp.async.shared.global
+// CHECK:         nvvm.cp.async.commit.group
 // CHECK:         scf.for {{.*}} -> (f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32) {
+// CHECK:           nvvm.cp.async.shared.global
+// CHECK:           nvvm.cp.async.wait.group 1
 // The chunk's gamma: a shuffle scan over warp 0.
 // CHECK:           gpu.shuffle  up
 // CHECK:           gpu.barrier
