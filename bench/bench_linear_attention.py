@@ -1,0 +1,132 @@
+"""Chunked linear attention on the GPU against fla, measured in the same run.
+
+    python bench/bench_linear_attention.py [--out DIR] [--quick]
+
+S1 of shared/bench/shapes.md, (B, T, H, D) with D = K = V, bf16 inputs, fp32 gates:
+chunk_simple_gla (ours: the fused tensor-core kernel) and chunk_gated_delta_rule /
+chunk_gla (ours: the recurrent kernel, not yet chunked), forward, against fla's
+functions of the same names. Also the varlen row (the tokens of (4, 4096, 64, 128)
+split unevenly into 4 packed sequences).
+
+FLOP model (the same for every implementation, chunk C = 64, per token and head):
+intra-chunk scores and their product with V over the causal half, 2 (C/2) (K + V),
+plus the state read Q S and the update K^T V, 2 * 2 K V. TFLOP/s is that count over
+the measured time; % is of the H100's dense bf16 peak (989 TFLOP/s).
+Forward + backward is not measured: ours has no backward yet (see the issue note).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_scan import bench  # noqa: E402
+
+from mixir.ops import linear_attention as la  # noqa: E402
+
+PEAK = 989e12
+S1 = [(1, 8192, 96, 128), (2, 16384, 16, 128), (4, 2048, 16, 128), (4, 4096, 64, 128),
+      (8, 2048, 32, 256), (8, 1024, 8, 64)]
+
+
+def flops(B, T, H, K, V, C=64):
+    return B * T * H * (2 * (C / 2) * (K + V) + 4 * K * V)
+
+
+def make(B, T, H, D, delta, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    q = torch.randn(B, T, H, D, device="cuda", generator=g)
+    k = torch.randn(B, T, H, D, device="cuda", generator=g)
+    v = torch.randn(B, T, H, D, device="cuda", generator=g).bfloat16()
+    q, k = F.normalize(q, dim=-1).bfloat16(), F.normalize(k, dim=-1).bfloat16()
+    gate = F.logsigmoid(torch.randn(B, T, H, device="cuda", generator=g)) / 16
+    beta = torch.sigmoid(torch.randn(B, T, H, device="cuda", generator=g)).bfloat16() \
+        if delta else None
+    return q, k, v, gate, beta
+
+
+def fla_ops():
+    try:
+        from fla.ops.simple_gla import chunk_simple_gla
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+        return {"simple_gla": chunk_simple_gla, "gated_delta_rule": chunk_gated_delta_rule}
+    except Exception as e:  # the peer is optional: report, don't fail
+        print(f"fla unavailable: {e!r}")
+        return {}
+
+
+def run_case(name, ours, peer, args, kwargs, nflop, quick_ours_only=False):
+    row = {"op": name}
+    o, _ = ours(*args, **kwargs)
+    row["ours_ms"] = ms = bench(lambda: ours(*args, **kwargs))
+    row["ours_tflops"] = nflop / ms / 1e9
+    if peer is not None:
+        try:
+            po, _ = peer(*args, **kwargs)
+            row["max_rel_vs_fla"] = ((o.float() - po.float()).abs().max()
+                                     / po.float().abs().max()).item()
+            row["fla_ms"] = pms = bench(lambda: peer(*args, **kwargs))
+            row["fla_tflops"] = nflop / pms / 1e9
+            row["speedup_vs_fla"] = pms / ms
+        except Exception as e:
+            row["fla_error"] = repr(e)[:200]
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--ops", default="simple_gla,gated_delta_rule")
+    a = ap.parse_args()
+    peers = fla_ops()
+    ops = a.ops.split(",")
+    rows = []
+    shapes = S1[:2] if a.quick else S1
+    cases = [(s, None) for s in shapes] + [((1, 16384, 64, 128), [0, 3000, 7096, 12000, 16384])]
+    for (B, T, H, D), cu in cases:
+        for op in ops:
+            delta = op == "gated_delta_rule"
+            if delta and (B, T, H, D) not in ((4, 2048, 16, 128), (8, 1024, 8, 64)):
+                # Ours is still the recurrent kernel for the delta rule: measured on the
+                # two smallest S1 shapes only, to keep the run short.
+                continue
+            q, k, v, g, beta = make(B, T, H, D, delta)
+            kw = {}
+            if cu is not None:
+                kw["cu_seqlens"] = torch.tensor(cu, dtype=torch.int32, device="cuda")
+            args = (q, k, v, g) + ((beta,) if delta else ())
+            ours = la.chunk_gated_delta_rule if delta else la.chunk_simple_gla
+            try:
+                row = run_case(op, ours, peers.get(op), args, kw, flops(B, T, H, D, D))
+            except Exception as e:
+                row = {"op": op, "error": repr(e)[:200]}
+            row["shape"] = [B, T, H, D]
+            row["varlen"] = cu
+            rows.append(row)
+            line = f"{op:17s} {str((B, T, H, D)):22s} {'varlen' if cu else '      '} "
+            if "ours_ms" in row:
+                line += f"ours {row['ours_ms']:.3f} ms {row['ours_tflops']:6.1f} TFLOP/s " \
+                        f"({100 * row['ours_tflops'] * 1e12 / PEAK:4.1f}% peak)"
+            if "fla_ms" in row:
+                line += f" | fla {row['fla_ms']:.3f} ms {row['fla_tflops']:6.1f} TFLOP/s" \
+                        f" | x{row['speedup_vs_fla']:.2f} | rel {row['max_rel_vs_fla']:.1e}"
+            for key in ("error", "fla_error"):
+                if key in row:
+                    line += f" | {key}: {row[key]}"
+            print(line, flush=True)
+            del q, k, v, g, beta
+            torch.cuda.empty_cache()
+    if a.out:
+        os.makedirs(a.out, exist_ok=True)
+        with open(os.path.join(a.out, "bench_linear_attention.json"), "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                       "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
