@@ -186,33 +186,41 @@ def linear_attention_ref(q, k, v, g=None, beta=None, scale=None, initial_state=N
 
     with D_t = 1 (g None), exp(g_t) (g [B, T, H]) or diag(exp(g_t)) (g [B, T, H, K]).
     cu_seqlens: packed sequences of the single batch row; states are then
-    [N, H, K, V]. Returns (o [B, T, H, V], final_state [N, H, K, V]) as numpy arrays.
+    [N, H, K, V]. Returns (o [B, T, H, V], final_state [N, H, K, V]) as float64 CPU
+    tensors, differentiable in every input that requires grad (the gradient oracle).
     """
-    q, k, v = _as_f64(q), _as_f64(k), _as_f64(v)
+    import torch
+
+    def f64(x):
+        return None if x is None else torch.as_tensor(x).to("cpu", torch.float64)
+
+    q, k, v, g, beta = f64(q), f64(k), f64(v), f64(g), f64(beta)
     B, T, H, K = k.shape
     V = v.shape[-1]
     scale = K ** -0.5 if scale is None else float(scale)
-    g = None if g is None else _as_f64(g)
-    beta = None if beta is None else _as_f64(beta)
     if cu_seqlens is None:
         spans = [(n, 0, T) for n in range(B)]
     else:
         cu = [int(x) for x in (cu_seqlens.tolist() if hasattr(cu_seqlens, "tolist") else cu_seqlens)]
         spans = [(0, cu[i], cu[i + 1]) for i in range(len(cu) - 1)]
     N = len(spans)
-    S0 = np.zeros((N, H, K, V)) if initial_state is None else _as_f64(initial_state)
-    out = np.zeros((B, T, H, V))
-    final = np.zeros((N, H, K, V))
+    S0 = f64(initial_state) if initial_state is not None else torch.zeros(N, H, K, V,
+                                                                          dtype=torch.float64)
+    steps = {}
+    finals = []
     for i, (row, t0, t1) in enumerate(spans):
-        S = S0[i].copy()  # [H, K, V]
+        S = S0[i]  # [H, K, V]
         for t in range(t0, t1):
             if g is not None:
-                decay = np.exp(g[row, t])  # [H] or [H, K]
-                S = S * (decay[:, None, None] if decay.ndim == 1 else decay[:, :, None])
+                decay = torch.exp(g[row, t])  # [H] or [H, K]
+                S = S * (decay[:, None, None] if decay.dim() == 1 else decay[:, :, None])
             kt, vt = k[row, t], v[row, t]  # [H, K], [H, V]
             if beta is not None:
-                vt = beta[row, t][:, None] * (vt - np.einsum("hkv,hk->hv", S, kt))
+                vt = beta[row, t][:, None] * (vt - torch.einsum("hkv,hk->hv", S, kt))
             S = S + kt[:, :, None] * vt[:, None, :]
-            out[row, t] = scale * np.einsum("hkv,hk->hv", S, q[row, t])
-        final[i] = S
-    return out, final
+            steps[row, t] = scale * torch.einsum("hkv,hk->hv", S, q[row, t])
+        finals.append(S)
+    zero = torch.zeros(H, V, dtype=torch.float64)
+    out = torch.stack([torch.stack([steps.get((r, t), zero) for t in range(T)])
+                       if T else torch.zeros(0, H, V, dtype=torch.float64) for r in range(B)])
+    return out, torch.stack(finals)

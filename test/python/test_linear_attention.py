@@ -153,12 +153,122 @@ def test_errors_name_the_argument():
         la.chunk_simple_gla(q.numpy(), k, v, g)
 
 
-def test_backward_raises_instead_of_silently_missing():
-    q, k, v, g, _ = inputs(1, 8, 2, 16, 16, torch.float32, "cpu")
-    q.requires_grad_(True)
-    o, _ = la.chunk_simple_gla(q, k, v, g)
-    with pytest.raises(NotImplementedError, match="backward pass of linear attention"):
+# --- Gradients ------------------------------------------------------------------------
+# The backward is built from forward passes (see mixir.ops.linear_attention._backward);
+# the oracle is autograd through the float64 step-by-step recurrence. Errors are
+# max |ours - oracle| / max |oracle| per gradient. fp32/fp64 are exact up to
+# summation order. bf16 on the tensor-core path: dv and dh0 are each one pass with
+# 16-bit operands (like the forward's output); dq and dk are kept float32 when g needs a
+# gradient, and dg = suffix sums of q.dq - k.dk adds their errors.
+GRAD_TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 2e-2,
+            torch.float16: 5e-3}
+
+
+def grads_of(fn, leaves, do, dfinal):
+    o, f = fn(*leaves)
+    loss = (o.double().cpu() * do).sum() + (0 if dfinal is None else (f.cpu() * dfinal).sum())
+    return torch.autograd.grad(loss, leaves)
+
+
+@pytest.mark.parametrize("device,dtype", [("cpu", torch.float64), ("cpu", torch.float32),
+                                          pytest.param("cuda", torch.float32, marks=pytest.mark.gpu),
+                                          pytest.param("cuda", torch.bfloat16, marks=pytest.mark.gpu),
+                                          pytest.param("cuda", torch.float16, marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("decay", [None, "scalar"])
+@pytest.mark.parametrize("layout", ["batch", "varlen"])
+@pytest.mark.parametrize("states", [False, True])
+def test_gradients_match_oracle(device, dtype, decay, layout, states):
+    H, K, V = 2, 64, 64  # tensor-core eligible on CUDA for 16-bit inputs
+    B, T = (2, 150) if layout == "batch" else (1, 200)
+    cu = None if layout == "batch" else torch.tensor([0, 1, 64, 64, 130, 200], device=device)
+    N = B if cu is None else 5
+    q, k, v, g, _ = inputs(B, T, H, K, V, dtype, device, decay, strength=4.0)
+    q, k = F.normalize(q.double(), dim=-1).to(dtype), F.normalize(k.double(), dim=-1).to(dtype)
+    if g is not None and dtype == torch.float64:
+        g = g.double()  # else float32, as fla keeps decays
+    gen = torch.Generator().manual_seed(5)
+    state_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    h0 = (torch.randn(N, H, K, V, generator=gen) * 0.1).to(device, state_dtype) \
+        if states else None
+    do = torch.randn(B, T, H, V, generator=gen, dtype=torch.float64)
+    dfinal = torch.randn(N, H, K, V, generator=gen, dtype=torch.float64) if states else None
+    ours = [x.detach().clone().requires_grad_() for x in (q, k, v, g, h0) if x is not None]
+    oracle = [x.detach().double().cpu().requires_grad_() for x in ours]
+
+    def run(impl, xs):
+        it = iter(xs)
+        qq, kk, vv = next(it), next(it), next(it)
+        gg = next(it) if decay else None
+        hh = next(it) if states else None
+        return impl(qq, kk, vv, gg, hh)
+
+    got = grads_of(lambda *xs: run(lambda a, b, c, d, e: la.chunk_simple_gla(
+        a, b, c, d, scale=0.5, initial_state=e, output_final_state=True, cu_seqlens=cu), xs),
+        ours, do, dfinal)
+    want = grads_of(lambda *xs: run(lambda a, b, c, d, e: linear_attention_ref(
+        a, b, c, g=d, scale=0.5, initial_state=e, cu_seqlens=cu), xs), oracle, do, dfinal)
+    names = ["q", "k", "v"] + (["g"] if decay else []) + (["initial_state"] if states else [])
+    for name, x, a, b in zip(names, ours, got, want):
+        assert a.dtype == x.dtype and a.shape == x.shape, name
+        assert rel(a, b) < GRAD_TOL[dtype], (name, rel(a, b))
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.3])
+def test_gradients_of_state_only_use_and_zero_scale(scale):
+    """Only the final state feeds the loss (and scale 0: the output is identically 0)."""
+    q, k, v, g, _ = inputs(1, 40, 2, 8, 4, torch.float64, "cpu", "scalar")
+    h0 = torch.randn(1, 2, 8, 4, dtype=torch.float64)
+    xs = [x.clone().requires_grad_() for x in (q, k, v, g, h0)]
+    _, f = la.chunk_simple_gla(*xs[:4], scale=scale, initial_state=xs[4], output_final_state=True)
+    got = torch.autograd.grad(f.square().sum(), xs)
+    ys = [x.clone().requires_grad_() for x in (q, k, v, g, h0)]
+    _, rf = linear_attention_ref(*ys[:3], g=ys[3], scale=scale, initial_state=ys[4])
+    want = torch.autograd.grad(rf.square().sum(), ys, allow_unused=True)
+    for a, b in zip(got, want):
+        b = torch.zeros_like(a) if b is None else b
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_backward_raises_where_not_implemented():
+    """Per-key decay and the delta rule: a gradient request fails loudly (never returns
+    nothing or something wrong)."""
+    q, k, v, g, beta = inputs(1, 8, 2, 16, 16, torch.float32, "cpu", "vector")
+    o, _ = la.chunk_gla(q.requires_grad_(), k, v, g)
+    with pytest.raises(NotImplementedError, match="per-key-dimension decay"):
         o.sum().backward()
+    q, k, v, g, beta = inputs(1, 8, 2, 16, 16, torch.float32, "cpu", "scalar", delta=True)
+    o, _ = la.chunk_gated_delta_rule(q, k, v, g, beta.requires_grad_())
+    with pytest.raises(NotImplementedError, match="delta rule"):
+        o.sum().backward()
+
+
+def test_registered_op_passes_opcheck():
+    """Schema, fake kernel, autograd registration and AOT dispatch of mixir::linear_attention."""
+    q, k, v, g, _ = inputs(1, 20, 2, 16, 8, torch.float32, "cpu", "scalar")
+    h0 = torch.randn(1, 2, 16, 8)
+    for x in (q, k, v, g, h0):
+        x.requires_grad_()
+    cu = torch.tensor([0, 7, 20])
+    torch.library.opcheck(torch.ops.mixir.linear_attention.default,
+                          (q, k, v, g, None, 0.25, torch.cat([h0, h0]), cu, True, False, None))
+    torch.library.opcheck(torch.ops.mixir.linear_attention.default,
+                          (q, k, v, None, None, 0.25, None, None, False, False, None))
+
+
+def test_torch_compile_forward_and_backward():
+    """A compiled training step (fullgraph: no graph break around the op)."""
+    q, k, v, g, _ = inputs(2, 33, 2, 16, 8, torch.float64, "cpu", "scalar")
+    xs = [x.requires_grad_() for x in (q, k, v, g)]
+
+    def step(q, k, v, g):
+        o, f = la.chunk_simple_gla(q, k, v, g, output_final_state=True)
+        return o.square().sum() + f.sum()
+
+    loss = torch.compile(step, backend="aot_eager", fullgraph=True)(*xs)
+    got = torch.autograd.grad(loss, xs)
+    want = torch.autograd.grad(step(*xs), xs)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_empty_sequence_passes_state_through():

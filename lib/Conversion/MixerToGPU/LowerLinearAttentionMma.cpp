@@ -71,9 +71,13 @@ std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
   Type e = typeOf(op.getQuery()).getElementType();
   if (!e.isBF16() && !e.isF16())
     return "inputs are not bf16 or f16";
-  for (Value v : {op.getKey(), op.getValue(), op.getOutput()})
+  for (Value v : {op.getKey(), op.getValue()})
     if (typeOf(v).getElementType() != e)
-      return "query, key, value and output differ in element type";
+      return "query, key and value differ in element type";
+  // An f32 output serves the backward pass, whose dq/dk feed the decay gradient.
+  Type o = typeOf(op.getOutput()).getElementType();
+  if (o != e && !o.isF32())
+    return "output is neither the input type nor f32";
   if (op.getBeta())
     return "delta rule";
   if (op.hasVectorDecay())
@@ -103,6 +107,7 @@ struct MmaKernelBuilder {
   ImplicitLocOpBuilder &b;
   int64_t K, BV, W; // key dim, value tile, warps
   Type elt;         // bf16 or f16
+  Type outElt;      // elt, or f32
   bool decay;
 
   // Inside the launch.
@@ -225,6 +230,7 @@ void MmaKernelBuilder::build() {
   MLIRContext *ctx = b.getContext();
   auto typeOf = [](Value v) { return cast<MemRefType>(v.getType()); };
   elt = typeOf(op.getQuery()).getElementType();
+  outElt = typeOf(op.getOutput()).getElementType();
   decay = static_cast<bool>(op.getLogDecay());
   layoutSharedMemory();
   Value offsets = op.getOffsets();
@@ -555,12 +561,15 @@ void MmaKernelBuilder::build() {
         for (int64_t nn = 0; nn < 2; ++nn) {
           Value x = arith::MulFOp::create(b, O[mt][nn][2 * half], scale);
           Value y = arith::MulFOp::create(b, O[mt][nn][2 * half + 1], scale);
-          Value pair = vector::FromElementsOp::create(
-              b, VectorType::get({2}, elt),
-              ValueRange{arith::TruncFOp::create(b, elt, x), arith::TruncFOp::create(b, elt, y)});
+          if (outElt != x.getType()) {
+            x = arith::TruncFOp::create(b, outElt, x);
+            y = arith::TruncFOp::create(b, outElt, y);
+          }
+          Value pair =
+              vector::FromElementsOp::create(b, VectorType::get({2}, outElt), ValueRange{x, y});
           Value col = add(add(vBase, warpRow), addc(tq2, 8 * nn));
           vector::StoreOp::create(b, pair, op.getOutput(), ValueRange{row, add(t0, r), h, col},
-                                  false, llvm::MaybeAlign(4));
+                                  false, llvm::MaybeAlign(2 * outElt.getIntOrFloatBitWidth() / 8));
         }
       }
     }

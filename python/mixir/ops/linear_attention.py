@@ -18,7 +18,10 @@ What runs where (chosen by the compiler's pipeline from the same IR):
   fallback for long prefills of those variants.
 
 The state is float32 (float64 for float64 inputs); the output has v's dtype.
-Gradients are not implemented yet: calling backward raises.
+Every function is the custom op `mixir::linear_attention` (fake kernel for meta
+tensors and torch.compile). Gradients flow to q, k, v, g and initial_state for the
+additive update with no or per-head decay (see _backward); the backward of per-key
+decay and of the delta rule raises NotImplementedError.
 """
 
 from __future__ import annotations
@@ -48,12 +51,14 @@ def _memref(shape, element: str, unit_last: bool) -> str:
 @functools.lru_cache(maxsize=None)
 def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, has_beta: bool,
                         beta: str, has_init: bool, offsets: Optional[str], has_final: bool,
-                        state: str) -> Tuple[str, int]:
+                        state: str, out: Optional[str] = None) -> Tuple[str, int]:
     """The `mixer.linear_attention` function of one specialisation (buffer form).
     decay: "none", "scalar" ([B, T, H]) or "vector" ([B, T, H, K]). Returns the IR and
-    the position of the `scale` argument (a scalar of the state type)."""
+    the position of the `scale` argument (a scalar of the state type). out: the output's
+    element type when it differs from v's."""
     tq = _memref((None, None, None, K), qk, True)
     tv = _memref((None, None, None, V), v, True)
+    tout = _memref((None, None, None, V), out or v, True)
     ts = _memref((None, None, K, V), state, False)
     args, uses = [f"%q: {tq}", f"%k: {tq}", f"%v: {tv}"], [
         f"query(%q : {tq})", f"key(%k : {tq})", f"value(%v : {tv})"]
@@ -72,11 +77,11 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
         args.append(f"%h0: {ts}")
         uses.append(f"init(%h0 : {ts})")
     if offsets:
-        to = f"memref<?x{offsets}, strided<[?], offset: ?>>"
-        args.append(f"%cu: {to}")
-        uses.append(f"offsets(%cu : {to})")
-    args.append(f"%o: {tv}")
-    uses.append(f"outs(%o : {tv})")
+        tcu = f"memref<?x{offsets}, strided<[?], offset: ?>>"
+        args.append(f"%cu: {tcu}")
+        uses.append(f"offsets(%cu : {tcu})")
+    args.append(f"%o: {tout}")
+    uses.append(f"outs(%o : {tout})")
     if has_final:
         args.append(f"%hT: {ts}")
         uses.append(f"final(%hT : {ts})")
@@ -172,21 +177,22 @@ def _vector_ready(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
-def _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens,
-             vector_decay):
-    N = _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay)
+def _launch(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, output_final_state: bool,
+            vector_decay: bool, out_dtype: Optional[torch.dtype] = None):
+    """Runs one compiled specialisation (arguments already checked). The output has
+    v's dtype unless out_dtype says otherwise (the backward asks for float32 dq/dk).
+    Returns (o, final or None)."""
     B, T, H, K = q.shape
     V = v.shape[3]
+    N = B if cu_seqlens is None else cu_seqlens.numel() - 1
     state_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-    if scale is None:
-        scale = K ** -0.5
-    o = torch.empty((B, T, H, V), dtype=v.dtype, device=v.device)
+    o = torch.empty((B, T, H, V), dtype=out_dtype or v.dtype, device=v.device)
     final = torch.empty((N, H, K, V), dtype=state_dtype, device=v.device) \
         if output_final_state else None
     if initial_state is not None:
         initial_state = initial_state.to(state_dtype)
-    if q.device.type == "meta" or o.numel() == 0:
-        if final is not None and q.device.type != "meta":
+    if o.numel() == 0:
+        if final is not None:
             final.copy_(initial_state if initial_state is not None else torch.zeros_like(final))
         return o, final
     if g is not None and g.dtype not in (torch.float32, torch.float64):
@@ -201,7 +207,7 @@ def _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_
         _ELEMENT[g.dtype] if g is not None else "f32", beta is not None,
         _ELEMENT[beta.dtype] if beta is not None else "f32", initial_state is not None,
         None if cu_seqlens is None else ("i32" if cu_seqlens.dtype == torch.int32 else "i64"),
-        final is not None, _ELEMENT[state_dtype])
+        final is not None, _ELEMENT[state_dtype], _ELEMENT[o.dtype])
     options = gpu_config(N * H, V, q.device) if q.is_cuda else None
     key = ("linear_attention", q.device, ir, options)
     args = [q, k, v] + [x for x in (g, beta) if x is not None] + [float(scale)]
@@ -215,26 +221,176 @@ def _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_
     return o, final
 
 
-class _NoBackward(torch.autograd.Function):
-    """Forward-only for now: a gradient request fails loudly instead of returning
-    nothing or something wrong."""
+# The op PyTorch sees: one schema for every variant, so that autograd, fake tensors
+# (torch.compile, meta) and the dispatcher treat all of them alike. `final` is an
+# empty tensor when not requested (a schema cannot return an optional tensor).
+@torch.library.custom_op("mixir::linear_attention", mutates_args=(), device_types=("cpu", "cuda"))
+def _linear_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         g: Optional[torch.Tensor], beta: Optional[torch.Tensor], scale: float,
+                         initial_state: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
+                         output_final_state: bool, vector_decay: bool,
+                         out_dtype: Optional[torch.dtype]) -> Tuple[torch.Tensor, torch.Tensor]:
+    o, final = _launch(q, k, v, g, beta, scale, initial_state, cu_seqlens, output_final_state,
+                       vector_decay, out_dtype)
+    return o, final if final is not None else o.new_empty(0, dtype=torch.float32)
 
-    @staticmethod
-    def forward(ctx, fn, o, *inputs):
-        ctx.fn = fn
-        return o.view_as(o)
 
-    @staticmethod
-    def backward(ctx, grad):
-        raise NotImplementedError(f"mixir.ops.{ctx.fn}: the backward pass of linear attention "
-                                  "is not implemented yet")
+@_linear_attention_op.register_fake
+def _linear_attention_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens,
+                           output_final_state, vector_decay, out_dtype):
+    B, T, H, K = q.shape
+    V = v.shape[3]
+    N = B if cu_seqlens is None else cu_seqlens.shape[0] - 1
+    state_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    o = v.new_empty((B, T, H, V), dtype=out_dtype or v.dtype)
+    final = v.new_empty((N, H, K, V), dtype=state_dtype) if output_final_state \
+        else v.new_empty(0, dtype=torch.float32)
+    return o, final
 
 
-def _guard(fn, o, *inputs):
-    if torch.is_grad_enabled() and any(
-            isinstance(x, torch.Tensor) and x.requires_grad for x in inputs):
-        return _NoBackward.apply(fn, o, *[x for x in inputs if isinstance(x, torch.Tensor)])
-    return o
+# ---------------------------------------------------------------------------
+# Backward. For the additive update with no or per-head decay, every gradient is
+# itself a linear attention, so the backward reuses the forward's compiled kernels
+# (the tensor-core one where it applies). With S_t = a_t S_{t-1} + k_t v_t^T,
+# o_t = scale S_t^T q_t and dS_t = a_{t+1} dS_{t+1} + scale q_t do_t^T (dS_T given):
+#   dq_t = scale S_t do_t          the forward with (q, k, v) -> (do, v, k), init h0^T
+#   dv_t = dS_t^T k_t              the forward in reversed time with (k, q, do)
+#   dk_t = dS_t v_t                the forward in reversed time with (v, do, q)
+#   dh0  = a_0 dS_0                the reversed (k, q, do) pass's final state
+# and, with G_t the running sum of g (o_t and S_T depend on g only through G),
+#   dG_t = q_t . dq_t - k_t . dk_t (+ <dS_T, S_T> at a sequence's last step),
+#   dg_t = sum over s >= t of dG_s within the sequence.
+# The reversed passes start from dS_T / scale (the kernel multiplies its output by
+# scale) and their decay at reversed step u is the forward's at t + 1.
+# ---------------------------------------------------------------------------
+
+
+def _reversed_offsets(cu: torch.Tensor, T: int) -> torch.Tensor:
+    """Offsets of the packed sequences once time is reversed (they come out in reverse
+    order)."""
+    return T - cu.flip(0)
+
+
+def _reversed_log_decay(g: torch.Tensor, cu_reversed: Optional[torch.Tensor]) -> torch.Tensor:
+    """g for the reversed recurrence: at reversed step u the forward's step t + 1, i.e.
+    the flipped g shifted one step later, with no decay at each sequence's first step
+    (where dS_T enters)."""
+    T = g.shape[1]
+    shifted = g.flip(1).roll(1, dims=1)
+    starts = torch.ones(T + 1, dtype=torch.bool, device=g.device)
+    if cu_reversed is None:
+        starts[1:] = False
+    else:
+        starts[:] = False
+        starts[cu_reversed[:-1]] = True  # an empty sequence may start at T: the pad slot
+    return torch.where(starts[:T].view(1, T, 1), torch.zeros((), dtype=g.dtype,
+                                                             device=g.device), shifted)
+
+
+def _sequence_suffix_sum(x: torch.Tensor, cu: Optional[torch.Tensor]) -> torch.Tensor:
+    """sum over s >= t of x_s within t's sequence, x [B, T, H], in float64."""
+    c = x.double().flip(1).cumsum(1).flip(1)
+    if cu is None:
+        return c
+    T = x.shape[1]
+    padded = torch.cat([c, c.new_zeros(c.shape[0], 1, c.shape[2])], dim=1)
+    t = torch.arange(T, device=x.device)
+    sequence = torch.searchsorted(cu.to(torch.int64), t, right=True) - 1
+    return c - padded[:, cu.to(torch.int64)[sequence + 1]]
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, g, beta, scale, h0, cu, output_final_state, vector_decay, out_dtype = inputs
+    ctx.scale = scale
+    ctx.unsupported = ("the delta rule" if beta is not None else
+                       "per-key-dimension decay" if vector_decay and g is not None else None)
+    ctx.output_final_state = output_final_state
+    final = output[1] if output_final_state and g is not None else None
+    ctx.save_for_backward(q, k, v, g, h0, cu, final)
+
+
+def _backward(ctx, do, dfinal):
+    if ctx.unsupported:
+        raise NotImplementedError(f"mixir.ops.linear_attention: the backward pass of "
+                                  f"{ctx.unsupported} is not implemented yet")
+    q, k, v, g, h0, cu, final = ctx.saved_tensors
+    need_q, need_k, need_v, need_g, _, _, need_h0 = ctx.needs_input_grad[:7]
+    need_g = need_g and g is not None
+    B, T, H, K = q.shape
+    N = B if cu is None else cu.numel() - 1
+    if not ctx.output_final_state or dfinal is None or dfinal.numel() == 0:
+        dfinal = None
+    do = torch.zeros((B, T, H, v.shape[3]), dtype=v.dtype, device=v.device) if do is None \
+        else do.to(v.dtype)
+    # dq and dk feed the decay gradient: keep them float32 then.
+    wide = torch.float32 if need_g and q.dtype in (torch.float16, torch.bfloat16) else None
+    op = _linear_attention_op
+    grads = dict(q=None, k=None, v=None, g=None, h0=None)
+    dq = dk = None
+    if need_q or need_g:
+        h0_t = None if h0 is None else h0.transpose(-1, -2)
+        dq = op(do, v, k, g, None, ctx.scale, h0_t, cu, False, False, wide)[0]
+        grads["q"] = dq.to(q.dtype) if need_q else None
+
+    # The reversed passes. With scale 0 the output is 0 and only dS_T flows: run them
+    # with scale 1 and zero keys.
+    scale = ctx.scale if ctx.scale != 0 else 1.0
+    cu_r = None if cu is None else _reversed_offsets(cu, T)
+    g_r = None if g is None else _reversed_log_decay(g, cu_r)
+    init_r = None
+    if dfinal is not None:
+        init_r = (dfinal if cu is None else dfinal.flip(0)) / scale
+    q_r, do_r = q.flip(1), do.flip(1)
+    if ctx.scale == 0:
+        q_r, do_r = torch.zeros_like(q_r), torch.zeros_like(do_r)
+    if need_v or need_h0:
+        dv_r, dS0 = op(k.flip(1), q_r, do_r, g_r, None, scale, init_r, cu_r, need_h0, False,
+                       None)
+        grads["v"] = dv_r.flip(1) if need_v else None
+        if need_h0:
+            dS0 = (dS0 if cu is None else dS0.flip(0)) * scale
+            if g is not None and T > 0:
+                first = g[:, 0] if cu is None else g[0, cu[:-1].clamp(max=T - 1)]
+                if cu is not None:
+                    first = torch.where((cu[1:] > cu[:-1]).view(N, 1), first, 0.0)
+                dS0 = dS0 * torch.exp(first.to(dS0.dtype)).view(N, H, 1, 1)
+            grads["h0"] = dS0.to(h0.dtype)
+    if need_k or need_g:
+        init_t = None if init_r is None else init_r.transpose(-1, -2)
+        dk = op(v.flip(1), do_r, q_r, g_r, None, scale,
+                init_t, cu_r, False, False, wide)[0].flip(1)
+        grads["k"] = dk.to(k.dtype) if need_k else None
+    if need_g:
+        acc = torch.float64 if q.dtype == torch.float64 else torch.float32
+        dG = (q.to(acc) * dq.to(acc)).sum(-1) - (k.to(acc) * dk.to(acc)).sum(-1)
+        if dfinal is not None and T > 0:
+            last = (dfinal.to(acc) * final.to(acc)).sum((-1, -2))  # [N, H]
+            if cu is None:
+                dG[:, T - 1] += last
+            else:
+                ends = (cu[1:] - 1).clamp(min=0)
+                last = torch.where((cu[1:] > cu[:-1]).view(N, 1), last, 0.0)
+                dG[0].index_add_(0, ends, last)
+        grads["g"] = _sequence_suffix_sum(dG, cu).to(g.dtype)
+    return (grads["q"], grads["k"], grads["v"], grads["g"], None, None, grads["h0"], None,
+            None, None, None)
+
+
+_linear_attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens,
+             vector_decay):
+    _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay)
+    if scale is None:
+        scale = q.shape[3] ** -0.5
+    if q.device.type == "meta":
+        o, final = _linear_attention_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens,
+                                          output_final_state, vector_decay, None)
+    else:
+        o, final = _linear_attention_op(q, k, v, g, beta, float(scale), initial_state,
+                                        cu_seqlens, output_final_state, vector_decay, None)
+    return o, (final if output_final_state else None)
 
 
 def linear_attention(q, k, v, g=None, beta=None, scale=None, initial_state=None,
@@ -243,7 +399,7 @@ def linear_attention(q, k, v, g=None, beta=None, scale=None, initial_state=None,
     (g [B, T, H, K] with vector_decay), additive or delta-rule (beta) update."""
     o, final = _forward("linear_attention", q, k, v, g, beta, scale, initial_state,
                         output_final_state, cu_seqlens, vector_decay)
-    return _guard("linear_attention", o, q, k, v, g, beta, initial_state), final
+    return o, final
 
 
 def chunk_simple_gla(q, k, v, g=None, scale=None, initial_state=None, output_final_state=False,
@@ -253,7 +409,7 @@ def chunk_simple_gla(q, k, v, g=None, scale=None, initial_state=None, output_fin
     Returns (o [B, T, H, V], final_state [N, H, K, V] float32 or None)."""
     o, final = _forward("chunk_simple_gla", q, k, v, g, None, scale, initial_state,
                         output_final_state, cu_seqlens, False)
-    return _guard("chunk_simple_gla", o, q, k, v, g, initial_state), final
+    return o, final
 
 
 def fused_recurrent_simple_gla(q, k, v, g=None, scale=None, initial_state=None,
@@ -267,7 +423,7 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
     """fla.ops.gla.chunk_gla: S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T; g [B, T, H, K]."""
     o, final = _forward("chunk_gla", q, k, v, g, None, scale, initial_state,
                         output_final_state, cu_seqlens, True)
-    return _guard("chunk_gla", o, q, k, v, g, initial_state), final
+    return o, final
 
 
 def fused_recurrent_gla(q, k, v, gk=None, scale=None, initial_state=None,
@@ -285,7 +441,7 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
         _fail("chunk_gated_delta_rule", "beta is required (the delta rule's step sizes)")
     o, final = _forward("chunk_gated_delta_rule", q, k, v, g, beta, scale, initial_state,
                         output_final_state, cu_seqlens, False)
-    return _guard("chunk_gated_delta_rule", o, q, k, v, g, beta, initial_state), final
+    return o, final
 
 
 def fused_recurrent_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,

@@ -38,6 +38,21 @@ func.func @simple_gla(%q: !q, %g: memref<?x?x?xf32>, %s: f32, %o: !q,
 
 // -----
 
+// An f32 output (the backward pass's dq and dk) is stored as f32 pairs,
+// not rounded to the input type.
+// CHECK-LABEL: func.func @f32_output
+// CHECK:       gpu.launch
+// CHECK:         vector.store {{.*}} : memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>, vector<2xf32>
+// CHECK-NOT:   mixer.linear_attention
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!o = memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>
+func.func @f32_output(%q: !q, %s: f32, %o: !o) {
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q) scale(%s : f32) outs(%o : !o)
+  return
+}
+
+// -----
+
 // The delta rule is not chunked on tensor cores yet: the op stays for the
 // recurrent lowering (or, with require, is rejected).
 // CHECK-LABEL: func.func @delta_rule_is_left
