@@ -3,16 +3,22 @@
     python bench/bench_linear_attention.py [--out DIR] [--quick]
 
 S1 of shared/bench/shapes.md, (B, T, H, D) with D = K = V, bf16 inputs, fp32 gates:
-chunk_simple_gla (ours: the fused tensor-core kernel) and chunk_gated_delta_rule /
-chunk_gla (ours: the recurrent kernel, not yet chunked), forward, against fla's
-functions of the same names. Also the varlen row (the tokens of (4, 4096, 64, 128)
-split unevenly into 4 packed sequences).
+chunk_simple_gla (ours: the tensor-core kernel, split into sequence pieces by the
+strategy when it would leave SMs idle; the row also gives the unsplit time) and
+chunk_gated_delta_rule (ours: the recurrent kernel, not yet chunked), forward,
+against fla's functions of the same names. Also the varlen row (the tokens of
+(4, 4096, 64, 128) split unevenly into 4 packed sequences).
+
+Forward + backward (simple GLA; loss = <o, do>, gradients for q, k, v and g):
+against fla's chunk_simple_gla when its backward runs, else (fla refuses the gated
+backward on Hopper with triton < 3.7.1) against fla's chunk_gla with the per-head
+decay broadcast over K, which computes the same function.
 
 FLOP model (the same for every implementation, chunk C = 64, per token and head):
 intra-chunk scores and their product with V over the causal half, 2 (C/2) (K + V),
 plus the state read Q S and the update K^T V, 2 * 2 K V. TFLOP/s is that count over
-the measured time; % is of the H100's dense bf16 peak (989 TFLOP/s).
-Forward + backward is not measured: ours has no backward yet (see the issue note).
+the measured time; % is of the H100's dense bf16 peak (989 TFLOP/s). Forward +
+backward counts 3x the forward (the usual 1 + 2 model, for every implementation).
 """
 
 import argparse
@@ -52,8 +58,10 @@ def make(B, T, H, D, delta, seed=0):
 def fla_ops():
     try:
         from fla.ops.simple_gla import chunk_simple_gla
+        from fla.ops.gla import chunk_gla
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule
-        return {"simple_gla": chunk_simple_gla, "gated_delta_rule": chunk_gated_delta_rule}
+        return {"simple_gla": chunk_simple_gla, "gated_delta_rule": chunk_gated_delta_rule,
+                "gla": chunk_gla}
     except Exception as e:  # the peer is optional: report, don't fail
         print(f"fla unavailable: {e!r}")
         return {}
@@ -74,6 +82,36 @@ def run_case(name, ours, peer, args, kwargs, nflop, quick_ours_only=False):
             row["speedup_vs_fla"] = pms / ms
         except Exception as e:
             row["fla_error"] = repr(e)[:200]
+    return row
+
+
+def fwd_bwd_case(ours, peers, args, kwargs, nflop):
+    """Forward + backward of simple GLA: ours against fla's chunk_simple_gla, or fla's
+    chunk_gla (same function, g broadcast over K) where fla refuses the former."""
+    q, k, v, g = [x.detach().clone().requires_grad_() for x in args]
+    do = torch.randn_like(v)
+
+    def step(fn, g_arg):
+        o, _ = fn(q, k, v, g_arg, **kwargs)
+        return torch.autograd.grad(o, (q, k, v, g), do)
+
+    row = {}
+    got = step(ours, g)
+    row["fwd_bwd_ms"] = ms = bench(lambda: step(ours, g))
+    row["fwd_bwd_tflops"] = 3 * nflop / ms / 1e9
+    for name, fn in (("fla_simple_gla", peers.get("simple_gla")), ("fla_gla", peers.get("gla"))):
+        if fn is None:
+            continue
+        g_arg = g if name == "fla_simple_gla" else g[..., None].expand(*q.shape)
+        try:
+            want = step(fn, g_arg)
+            row[f"{name}_fwd_bwd_ms"] = pms = bench(lambda: step(fn, g_arg))
+            row[f"{name}_fwd_bwd_x"] = pms / ms
+            row[f"{name}_grad_rel"] = [((a.float() - b.float()).abs().max()
+                                        / b.float().abs().max()).item()
+                                       for a, b in zip(got, want)]
+        except Exception as e:
+            row[f"{name}_error"] = repr(e)[:160]
     return row
 
 
@@ -101,8 +139,15 @@ def main():
                 kw["cu_seqlens"] = torch.tensor(cu, dtype=torch.int32, device="cuda")
             args = (q, k, v, g) + ((beta,) if delta else ())
             ours = la.chunk_gated_delta_rule if delta else la.chunk_simple_gla
+            nflop = flops(B, T, H, D, D)
             try:
-                row = run_case(op, ours, peers.get(op), args, kw, flops(B, T, H, D, D))
+                row = run_case(op, ours, peers.get(op), args, kw, nflop)
+                if not delta:
+                    # The same kernel without the sequence split.
+                    os.environ["MIXIR_LA_SPLIT"] = "0"
+                    row["unsplit_ms"] = bench(lambda: ours(*args, **kw))
+                    del os.environ["MIXIR_LA_SPLIT"]
+                    row.update(fwd_bwd_case(ours, peers, args, kw, nflop))
             except Exception as e:
                 row = {"op": op, "error": repr(e)[:200]}
             row["shape"] = [B, T, H, D]
@@ -115,6 +160,18 @@ def main():
             if "fla_ms" in row:
                 line += f" | fla {row['fla_ms']:.3f} ms {row['fla_tflops']:6.1f} TFLOP/s" \
                         f" | x{row['speedup_vs_fla']:.2f} | rel {row['max_rel_vs_fla']:.1e}"
+            if "unsplit_ms" in row:
+                line += f" | unsplit {row['unsplit_ms']:.3f} ms"
+            if "fwd_bwd_ms" in row:
+                line += f"\n    fwd+bwd ours {row['fwd_bwd_ms']:.3f} ms " \
+                        f"{row['fwd_bwd_tflops']:6.1f} TFLOP/s"
+                for name in ("fla_simple_gla", "fla_gla"):
+                    if f"{name}_fwd_bwd_ms" in row:
+                        line += f" | {name} {row[f'{name}_fwd_bwd_ms']:.3f} ms " \
+                                f"x{row[f'{name}_fwd_bwd_x']:.2f} grad rel " + \
+                                ",".join(f"{x:.1e}" for x in row[f"{name}_grad_rel"])
+                    elif f"{name}_error" in row:
+                        line += f" | {name}: {row[f'{name}_error'][:80]}"
             for key in ("error", "fla_error"):
                 if key in row:
                     line += f" | {key}: {row[key]}"

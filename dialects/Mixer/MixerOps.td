@@ -291,7 +291,9 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     With `offsets` (`[N + 1]`, the cumulative sequence lengths; B must be 1)
     sequence n is time steps `[offsets[n], offsets[n+1])` of the single row and
     its state starts from `initial_state[n]`. `final_state` receives every
-    sequence's last state. `scale` is a run-time scalar.
+    sequence's last state. `scale` is a run-time scalar. Without `output` only
+    the final states are computed and `query` is not read: the state pass of a
+    sequence-split schedule (each piece's state from zero, combined afterwards).
 
     The state is carried in the element type of the destinations' float type
     (`final_state` or, without it, f32 for 16/32-bit inputs and f64 for f64);
@@ -317,7 +319,7 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     AnyFloat:$scale,
     Arg<Optional<AnyNon0RankedMemRef>, "initial states", [MemRead]>:$initial_state,
     Arg<Optional<MemRefRankOf<[I32, I64], [1]>>, "sequence offsets", [MemRead]>:$offsets,
-    Arg<AnyNon0RankedMemRef, "output", [MemWrite]>:$output,
+    Arg<Optional<AnyNon0RankedMemRef>, "output", [MemWrite]>:$output,
     Arg<Optional<AnyNon0RankedMemRef>, "final states", [MemWrite]>:$final_state,
     OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$chunk_size);
 
@@ -330,7 +332,7 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     `scale` `(` $scale `:` type($scale) `)`
     (`init` `(` $initial_state^ `:` type($initial_state) `)`)?
     (`offsets` `(` $offsets^ `:` type($offsets) `)`)?
-    `outs` `(` $output `:` type($output) `)`
+    (`outs` `(` $output^ `:` type($output) `)`)?
     (`final` `(` $final_state^ `:` type($final_state) `)`)?
     attr-dict
   }];

@@ -35,6 +35,10 @@
 // a block walks its sequence serially, so hiding the load latency is what
 // keeps the tensor cores busy.
 //
+// Without an output operand the kernel is the state pass of a sequence-split
+// schedule: it skips Q, the scores and the output and only carries S (about a
+// quarter of the fused kernel's tensor-core work).
+//
 // Ops this lowering cannot take are left for mixer-lower-linear-attention.
 //
 //===----------------------------------------------------------------------===//
@@ -75,8 +79,8 @@ std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
     if (typeOf(v).getElementType() != e)
       return "query, key and value differ in element type";
   // An f32 output serves the backward pass, whose dq/dk feed the decay gradient.
-  Type o = typeOf(op.getOutput()).getElementType();
-  if (o != e && !o.isF32())
+  if (Value out = op.getOutput(); out && typeOf(out).getElementType() != e &&
+                                  !typeOf(out).getElementType().isF32())
     return "output is neither the input type nor f32";
   if (op.getBeta())
     return "delta rule";
@@ -93,6 +97,8 @@ std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
     return "value dimension not a multiple of the value tile";
   // Rows move as 16-byte vectors: the head dimension must be contiguous.
   for (Value v : {op.getQuery(), op.getKey(), op.getValue(), op.getOutput()}) {
+    if (!v)
+      continue;
     SmallVector<int64_t> strides;
     int64_t offset;
     if (failed(typeOf(v).getStridesAndOffset(strides, offset)) || strides.back() != 1)
@@ -109,6 +115,7 @@ struct MmaKernelBuilder {
   Type elt;         // bf16 or f16
   Type outElt;      // elt, or f32
   bool decay;
+  bool output; // false: the state pass only (no Q, scores or output)
 
   // Inside the launch.
   Value lane, warp, laneRow, laneHi, laneQuad; // lane%8, (lane/8)%2, lane/16
@@ -230,7 +237,8 @@ void MmaKernelBuilder::build() {
   MLIRContext *ctx = b.getContext();
   auto typeOf = [](Value v) { return cast<MemRefType>(v.getType()); };
   elt = typeOf(op.getQuery()).getElementType();
-  outElt = typeOf(op.getOutput()).getElementType();
+  output = static_cast<bool>(op.getOutput());
+  outElt = output ? typeOf(op.getOutput()).getElementType() : elt;
   decay = static_cast<bool>(op.getLogDecay());
   layoutSharedMemory();
   Value offsets = op.getOffsets();
@@ -360,7 +368,8 @@ void MmaKernelBuilder::build() {
         copyAsync(dst, src, bytes);
       }
     };
-    copyTile(gq_, offQ, strideQK(), K, zero);
+    if (output)
+      copyTile(gq_, offQ, strideQK(), K, zero);
     copyTile(gk_, offK, strideQK(), K, zero);
     copyTile(gv_, offV, strideV(), BV, vBaseCol);
   };
@@ -467,7 +476,7 @@ void MmaKernelBuilder::build() {
 
   // 4. Scores of this warp's row blocks (rows [16 r, 16 r + 16) for
   //    r = warp, warp + W, ...): P = Q K^T, masked and decayed, to shared.
-  for (int64_t rb = 0; rb < kChunk / 16 / W; ++rb) {
+  for (int64_t rb = 0; output && rb < kChunk / 16 / W; ++rb) {
     Value scoreRow = mul(addc(warp, W * rb), idx(16));
     int64_t nTiles = kChunk / 8;
     SmallVector<SmallVector<Value, 4>> P(nTiles, SmallVector<Value, 4>(4, f32(0.0)));
@@ -508,7 +517,7 @@ void MmaKernelBuilder::build() {
   int64_t mTiles = kChunk / 16;
   SmallVector<SmallVector<SmallVector<Value, 4>, 2>> O(
       mTiles, SmallVector<SmallVector<Value, 4>, 2>(2, SmallVector<Value, 4>(4, f32(0.0))));
-  {
+  if (output) {
     // B fragments of S from the accumulators of S^T (see the file comment).
     SmallVector<SmallVector<Value, 2>> stateB; // [kk * 2 + nn] -> 2 regs
     for (int64_t kk = 0; kk < K / 16; ++kk)
@@ -538,7 +547,7 @@ void MmaKernelBuilder::build() {
 
   // 6. Intra-chunk output O += P V (key blocks after the row block are masked
   //    out entirely and skipped), then scale and store.
-  {
+  if (output) {
     auto [ar, ac] = laneA();
     auto [br, bc] = laneBkn();
     Value scale = op.getScale();

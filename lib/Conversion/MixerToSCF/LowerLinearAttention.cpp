@@ -117,15 +117,18 @@ void lowerRecurrent(LinearAttentionOp op) {
       Value betaT = loadAs(b, state, beta, ValueRange{row, t, h});
       u = arith::MulFOp::create(b, betaT, arith::SubFOp::create(b, u, dot));
     }
-    Value out = zeroF;
-    for (int64_t d = 0; d < K; ++d) {
+    for (int64_t d = 0; d < K; ++d)
       s[d] = math::FmaOp::create(b, keys[d], u, s[d]);
-      Value q = loadAs(b, state, op.getQuery(), ValueRange{row, t, h, idx(d)});
-      out = math::FmaOp::create(b, s[d], q, out);
+    if (Value output = op.getOutput()) {
+      Value out = zeroF;
+      for (int64_t d = 0; d < K; ++d) {
+        Value q = loadAs(b, state, op.getQuery(), ValueRange{row, t, h, idx(d)});
+        out = math::FmaOp::create(b, s[d], q, out);
+      }
+      out = arith::MulFOp::create(b, out, scale);
+      Type outTy = cast<MemRefType>(output.getType()).getElementType();
+      memref::StoreOp::create(b, truncTo(b, outTy, out), output, ValueRange{row, t, h, v});
     }
-    out = arith::MulFOp::create(b, out, scale);
-    Type outTy = cast<MemRefType>(op.getOutput().getType()).getElementType();
-    memref::StoreOp::create(b, truncTo(b, outTy, out), op.getOutput(), ValueRange{row, t, h, v});
     scf::YieldOp::create(b, s);
   }
   if (Value final = op.getFinalState())

@@ -335,6 +335,8 @@ LogicalResult LinearAttentionOp::verify() {
                            << w.meaning << "), got " << shapeString(got);
   }
 
+  if (!getOutput() && !getFinalState())
+    return emitOpError("has nothing to write: give outs, final or both");
   Type state = getStateElementType();
   if (!state.isF32() && !state.isF64())
     return emitOpError() << "state element type must be f32 or f64, got " << state;

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 from typing import Optional, Tuple
 
 import torch
 
-from .scan import _ELEMENT, _kernel
+from .scan import _ELEMENT, TimeReversed, _kernel
 
 __all__ = [
     "linear_attention", "chunk_simple_gla", "fused_recurrent_simple_gla", "chunk_gla",
@@ -51,11 +52,11 @@ def _memref(shape, element: str, unit_last: bool) -> str:
 @functools.lru_cache(maxsize=None)
 def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, has_beta: bool,
                         beta: str, has_init: bool, offsets: Optional[str], has_final: bool,
-                        state: str, out: Optional[str] = None) -> Tuple[str, int]:
+                        state: str, out: Optional[str] = "") -> Tuple[str, int]:
     """The `mixer.linear_attention` function of one specialisation (buffer form).
     decay: "none", "scalar" ([B, T, H]) or "vector" ([B, T, H, K]). Returns the IR and
     the position of the `scale` argument (a scalar of the state type). out: the output's
-    element type when it differs from v's."""
+    element type ("": v's; None: no output, the state pass)."""
     tq = _memref((None, None, None, K), qk, True)
     tv = _memref((None, None, None, V), v, True)
     tout = _memref((None, None, None, V), out or v, True)
@@ -80,8 +81,9 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
         tcu = f"memref<?x{offsets}, strided<[?], offset: ?>>"
         args.append(f"%cu: {tcu}")
         uses.append(f"offsets(%cu : {tcu})")
-    args.append(f"%o: {tout}")
-    uses.append(f"outs(%o : {tout})")
+    if out is not None:
+        args.append(f"%o: {tout}")
+        uses.append(f"outs(%o : {tout})")
     if has_final:
         args.append(f"%hT: {ts}")
         uses.append(f"final(%hT : {ts})")
@@ -177,11 +179,44 @@ def _vector_ready(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
+def _invoke(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, o, final,
+            reverse: bool = False):
+    """Compiles (once) and runs the specialisation of these operands; o or final may be
+    None (no output: the state pass). reverse: the [B, T, ...] operands are read and o
+    written with time reversed (negative strides, no copies)."""
+    K, V = q.shape[3], v.shape[3]
+    state = final if final is not None else initial_state
+    state_dtype = state.dtype if state is not None else (
+        torch.float64 if q.dtype == torch.float64 else torch.float32)
+    vector_decay = g is not None and g.dim() == 4
+    decay = "none" if g is None else ("vector" if vector_decay else "scalar")
+    ir, scale_pos = linear_attention_ir(
+        _ELEMENT[q.dtype], _ELEMENT[v.dtype], K, V, decay,
+        _ELEMENT[g.dtype] if g is not None else "f32", beta is not None,
+        _ELEMENT[beta.dtype] if beta is not None else "f32", initial_state is not None,
+        None if cu_seqlens is None else ("i32" if cu_seqlens.dtype == torch.int32 else "i64"),
+        final is not None, _ELEMENT[state_dtype], None if o is None else _ELEMENT[o.dtype])
+    N = q.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1
+    options = gpu_config(N * q.shape[2], V, q.device) if q.is_cuda else None
+    key = ("linear_attention", q.device, ir, options)
+    device = q.device
+    if reverse:
+        q, k, v, g, beta, o = [None if x is None else TimeReversed(x)
+                               for x in (q, k, v, g, beta, o)]
+    args = [q, k, v] + [x for x in (g, beta) if x is not None] + [float(scale)]
+    args += [x for x in (initial_state, cu_seqlens, o, final) if x is not None]
+    scalar = ctypes.c_double if state_dtype == torch.float64 else ctypes.c_float
+    kernel = _kernel(key, ir, len(args), device, options, entry="la",
+                     scalar_args={scale_pos: scalar})
+    kernel(*args)
+
+
 def _launch(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, output_final_state: bool,
-            vector_decay: bool, out_dtype: Optional[torch.dtype] = None):
-    """Runs one compiled specialisation (arguments already checked). The output has
-    v's dtype unless out_dtype says otherwise (the backward asks for float32 dq/dk).
-    Returns (o, final or None)."""
+            vector_decay: bool, out_dtype: Optional[torch.dtype] = None, reverse: bool = False):
+    """Runs the op on checked arguments. The output has v's dtype unless out_dtype says
+    otherwise (the backward asks for float32 dq/dk). reverse: time runs backwards
+    (the op on the time-flipped operands, its output flipped back; cu_seqlens then
+    describes the flipped row). Returns (o, final or None)."""
     B, T, H, K = q.shape
     V = v.shape[3]
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
@@ -201,24 +236,157 @@ def _launch(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, output_fi
                                                                           torch.float64):
         beta = beta.float()
     q, k, v = _vector_ready(q), _vector_ready(k), _vector_ready(v)
-    decay = "none" if g is None else ("vector" if vector_decay else "scalar")
-    ir, scale_pos = linear_attention_ir(
-        _ELEMENT[q.dtype], _ELEMENT[v.dtype], K, V, decay,
-        _ELEMENT[g.dtype] if g is not None else "f32", beta is not None,
-        _ELEMENT[beta.dtype] if beta is not None else "f32", initial_state is not None,
-        None if cu_seqlens is None else ("i32" if cu_seqlens.dtype == torch.int32 else "i64"),
-        final is not None, _ELEMENT[state_dtype], _ELEMENT[o.dtype])
-    options = gpu_config(N * H, V, q.device) if q.is_cuda else None
-    key = ("linear_attention", q.device, ir, options)
-    args = [q, k, v] + [x for x in (g, beta) if x is not None] + [float(scale)]
-    args += [x for x in (initial_state, cu_seqlens) if x is not None] + [o]
-    if final is not None:
-        args.append(final)
-    scalar = ctypes.c_double if state_dtype == torch.float64 else ctypes.c_float
-    kernel = _kernel(key, ir, len(args), q.device, options, entry="la",
-                     scalar_args={scale_pos: scalar})
-    kernel(*args)
+    if K > _MMA_MAX_K and _chunked_on_tensor_cores(q[..., :_MMA_MAX_K], v, g, beta, o.dtype):
+        _run_key_split(q, k, v, g, scale, initial_state, cu_seqlens, o, final, reverse)
+        return o, final
+    if beta is None:
+        piece = split_length(N, H, V, B * T if cu_seqlens is None else T,
+                             T if cu_seqlens is None else None, q.device,
+                             _chunked_on_tensor_cores(q, v, g, beta, o.dtype))
+        if piece and _run_split(q, k, v, g, scale, initial_state, cu_seqlens, o, final, piece,
+                                reverse):
+            return o, final
+    _invoke(q, k, v, g, beta, scale, initial_state, cu_seqlens, o, final, reverse)
     return o, final
+
+
+# ---------------------------------------------------------------------------
+# Sequence split (the two-phase schedule). The fused kernel runs one block per
+# (value tile, head, sequence) along the whole sequence; with few heads and
+# sequences that leaves most SMs idle (e.g. 64 blocks on 132 SMs at
+# (B, T, H) = (2, 16384, 16)). Cutting every sequence into pieces restores the
+# parallelism: the state pass (no output) gives each piece's state from zero,
+# L_j; the pieces' initial states follow from y_j = A_j y_{j-1} + L_j with A_j
+# the piece's total decay (a short recurrence over pieces); then the fused
+# kernel runs on the pieces from those states. Exact up to rounding.
+# ---------------------------------------------------------------------------
+
+_SPLIT_MIN_TOKENS = 512  # at least 8 chunks per piece: the state pass and combine amortise
+_MMA_MAX_K = 128  # the tensor-core kernel's widest key dimension
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _chunked_on_tensor_cores(q, v, g, beta, out_dtype) -> bool:
+    """Whether the CUDA pipeline lowers this specialisation to the tensor-core kernel
+    (the conditions of mmaIneligibility in LowerLinearAttentionMma.cpp, which a split
+    serves; the recurrent kernel is not split)."""
+    K, V = q.shape[3], v.shape[3]
+    return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and v.dtype == q.dtype
+            and beta is None and (g is None or g.dim() == 3) and K % 16 == 0 and K <= 128
+            and V % 64 == 0 and out_dtype in (q.dtype, torch.float32))
+
+
+def split_length(N: int, H: int, V: int, tokens: int, longest: Optional[int],
+                 device: torch.device, tensor_cores: bool) -> int:
+    """Strategy: the piece length (tokens, a multiple of the chunk) to cut sequences
+    into, or 0 for the single fused pass. Only the tensor-core kernel is split: when
+    it would not put a block on every SM, into pieces that fill one wave of two
+    blocks per SM (255 registers per thread allow two). `longest`: the longest
+    sequence (None: unknown without a host sync, i.e. packed sequences; then the
+    tokens bound it). MIXIR_LA_SPLIT=<tokens> overrides, for every additive variant
+    on any device (0: never split; tests and sweeps)."""
+    forced = os.environ.get("MIXIR_LA_SPLIT")
+    tiles = H * max(V // 64, 1)
+    if forced is not None:
+        piece = int(forced)
+    elif not tensor_cores:
+        return 0
+    else:
+        sms = _sm_count(device)
+        if N * tiles >= sms:
+            return 0
+        pieces = max((2 * sms) // tiles, 1)
+        piece = max(-(-tokens // pieces), _SPLIT_MIN_TOKENS)
+    piece = -(-piece // 64) * 64
+    return piece if piece and piece < (longest if longest is not None else tokens) else 0
+
+
+def _run_key_split(q, k, v, g, scale, initial_state, cu_seqlens, o, final, reverse: bool):
+    """Key dimensions wider than the tensor-core kernel's, by linearity: with a decay
+    shared by all key dimensions (none or per head), the state's rows over a block of
+    key dimensions evolve on their own and o is the sum of the blocks' outputs. Each
+    block is one tensor-core pass with a float32 output; the final state is the blocks'
+    states stacked."""
+    K = q.shape[3]
+    total = None
+    for lo in range(0, K, _MMA_MAX_K):
+        hi = min(lo + _MMA_MAX_K, K)
+        init = None if initial_state is None else initial_state[:, :, lo:hi]
+        part, part_final = _launch(q[..., lo:hi], k[..., lo:hi], v, g, None, scale, init,
+                                   cu_seqlens, final is not None, False, torch.float32, reverse)
+        total = part if total is None else total.add_(part)
+        if final is not None:
+            final[:, :, lo:hi] = part_final
+    o.copy_(total)
+
+
+def _run_split(q, k, v, g, scale, initial_state, cu_seqlens, o, final, piece: int,
+               reverse: bool) -> bool:
+    """The split schedule into o and final; False (nothing done) when the operands
+    cannot be viewed as one packed row."""
+    B, T, H, K = q.shape
+    V = v.shape[3]
+    try:
+        row = lambda x: x if cu_seqlens is not None else x.view(1, B * T, *x.shape[2:])  # noqa: E731
+        qf, kf, vf, of = row(q), row(k), row(v), row(o)
+        gf = None if g is None else row(g)
+    except RuntimeError:
+        return False
+    if cu_seqlens is None:
+        bounds = [n * T for n in range(B + 1)]
+    else:
+        bounds = [int(x) for x in cu_seqlens.tolist()]
+    N = len(bounds) - 1
+    P = max(max(-(-(e - s) // piece) for s, e in zip(bounds, bounds[1:])), 1)
+    cuts = [s + min(j * piece, e - s) for s, e in zip(bounds, bounds[1:]) for j in range(P)]
+    offsets = torch.tensor(cuts + [bounds[-1]], dtype=torch.int32)
+    if q.is_cuda:  # pinned: the copy does not wait for the stream
+        offsets = offsets.pin_memory()
+    offsets = offsets.to(q.device, non_blocking=True)
+    state_dtype = final.dtype if final is not None else (
+        torch.float64 if q.dtype == torch.float64 else torch.float32)
+    # Reversing the packed row of a batch also reverses the order of its sequences.
+    flip_rows = reverse and cu_seqlens is None
+    if flip_rows and initial_state is not None:
+        initial_state = initial_state.flip(0)
+    final_rows = final.flip(0).clone() if flip_rows and final is not None else final
+    # 1. Each piece's state from zero.
+    local = torch.empty((N * P, H, K, V), dtype=state_dtype, device=q.device)
+    _invoke(qf, kf, vf, gf, None, scale, None, offsets, None, local, reverse)
+    local = local.view(N, P, H, K, V)
+    # 2. The pieces' initial states (float64 sums of the log decays per piece).
+    starts = torch.empty((N, P, H, K, V), dtype=state_dtype, device=q.device)
+    if initial_state is not None:
+        starts[:, 0] = initial_state
+    else:
+        starts[:, 0] = 0
+    decay = None
+    if gf is not None:  # [1, T, H] or [1, T, H, K] -> [N, P, H, 1 or K, 1]
+        if cu_seqlens is None and T == P * piece:  # equal pieces: a reduction
+            total = gf.view(B, P, piece, *gf.shape[2:]).sum(2, dtype=torch.float64)
+            if reverse:
+                total = total.flip(0, 1)  # pieces of the reversed row, in its order
+        else:
+            csum = _time_prefix_sums(gf.flip(1) if reverse else gf)[0]  # [H, (K,) T + 1]
+            cut = offsets.long()
+            total = (csum[..., cut[1:]] - csum[..., cut[:-1]]).movedim(-1, 0)
+        decay = torch.exp(total).to(state_dtype).reshape(N, P, H, -1, 1)
+    for j in range(1, P + (final is not None)):
+        out = starts[:, j] if j < P else final_rows
+        if decay is None:
+            torch.add(local[:, j - 1], starts[:, j - 1], out=out)
+        else:
+            torch.addcmul(local[:, j - 1], decay[:, j - 1], starts[:, j - 1], out=out)
+    if final_rows is not final:
+        final.copy_(final_rows.flip(0))
+    # 3. The fused kernel on the pieces.
+    _invoke(qf, kf, vf, gf, None, scale, starts.view(N * P, H, K, V), offsets, of, None,
+            reverse)
+    return True
 
 
 # The op PyTorch sees: one schema for every variant, so that autograd, fake tensors
@@ -229,15 +397,16 @@ def _linear_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          g: Optional[torch.Tensor], beta: Optional[torch.Tensor], scale: float,
                          initial_state: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
                          output_final_state: bool, vector_decay: bool,
-                         out_dtype: Optional[torch.dtype]) -> Tuple[torch.Tensor, torch.Tensor]:
+                         out_dtype: Optional[torch.dtype], reverse: bool
+                         ) -> Tuple[torch.Tensor, torch.Tensor]:
     o, final = _launch(q, k, v, g, beta, scale, initial_state, cu_seqlens, output_final_state,
-                       vector_decay, out_dtype)
+                       vector_decay, out_dtype, reverse)
     return o, final if final is not None else o.new_empty(0, dtype=torch.float32)
 
 
 @_linear_attention_op.register_fake
 def _linear_attention_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens,
-                           output_final_state, vector_decay, out_dtype):
+                           output_final_state, vector_decay, out_dtype, reverse):
     B, T, H, K = q.shape
     V = v.shape[3]
     N = B if cu_seqlens is None else cu_seqlens.shape[0] - 1
@@ -260,8 +429,9 @@ def _linear_attention_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens,
 # and, with G_t the running sum of g (o_t and S_T depend on g only through G),
 #   dG_t = q_t . dq_t - k_t . dk_t (+ <dS_T, S_T> at a sequence's last step),
 #   dg_t = sum over s >= t of dG_s within the sequence.
-# The reversed passes start from dS_T / scale (the kernel multiplies its output by
-# scale) and their decay at reversed step u is the forward's at t + 1.
+# The reversed passes read the operands through negative time strides (no copies),
+# start from dS_T / scale (the kernel multiplies its output by scale) and decay by
+# the forward's step t + 1 at step t.
 # ---------------------------------------------------------------------------
 
 
@@ -271,36 +441,46 @@ def _reversed_offsets(cu: torch.Tensor, T: int) -> torch.Tensor:
     return T - cu.flip(0)
 
 
-def _reversed_log_decay(g: torch.Tensor, cu_reversed: Optional[torch.Tensor]) -> torch.Tensor:
-    """g for the reversed recurrence: at reversed step u the forward's step t + 1, i.e.
-    the flipped g shifted one step later, with no decay at each sequence's first step
-    (where dS_T enters)."""
+def _next_step_log_decay(g: torch.Tensor, cu: Optional[torch.Tensor]) -> torch.Tensor:
+    """g_{t+1} at step t and 0 at each sequence's last step: read in reversed time, the
+    decay of the reversed recurrence dS_t = a_{t+1} dS_{t+1} + ..., where dS_T enters
+    undecayed."""
     T = g.shape[1]
-    shifted = g.flip(1).roll(1, dims=1)
-    starts = torch.ones(T + 1, dtype=torch.bool, device=g.device)
-    if cu_reversed is None:
-        starts[1:] = False
+    last = torch.zeros(T + 1, dtype=torch.bool, device=g.device)  # slot t + 1: step t
+    if cu is None:
+        last[T] = True
     else:
-        starts[:] = False
-        starts[cu_reversed[:-1]] = True  # an empty sequence may start at T: the pad slot
-    return torch.where(starts[:T].view(1, T, 1), torch.zeros((), dtype=g.dtype,
-                                                             device=g.device), shifted)
+        last[cu[1:]] = True  # an empty sequence marks its predecessor's last step or slot 0
+    return torch.where(last[1:].view(1, T, *([1] * (g.dim() - 2))),
+                       torch.zeros((), dtype=g.dtype, device=g.device), g.roll(-1, dims=1))
+
+
+def _time_prefix_sums(x: torch.Tensor) -> torch.Tensor:
+    """x [B, T, ...] -> float64 sums of the first i steps, [..., T + 1] with time last
+    (PyTorch scans the innermost dimension far faster than an outer one: 5.8 ms ->
+    microseconds for [1, 32768, 16] on the H100)."""
+    c = x.double().movedim(1, -1).contiguous().cumsum(-1)
+    return torch.cat([c.new_zeros(c.shape[:-1] + (1,)), c], dim=-1)
 
 
 def _sequence_suffix_sum(x: torch.Tensor, cu: Optional[torch.Tensor]) -> torch.Tensor:
     """sum over s >= t of x_s within t's sequence, x [B, T, H], in float64."""
-    c = x.double().flip(1).cumsum(1).flip(1)
-    if cu is None:
-        return c
     T = x.shape[1]
-    padded = torch.cat([c, c.new_zeros(c.shape[0], 1, c.shape[2])], dim=1)
+    c = _time_prefix_sums(x)  # [B, H, T + 1]
     t = torch.arange(T, device=x.device)
-    sequence = torch.searchsorted(cu.to(torch.int64), t, right=True) - 1
-    return c - padded[:, cu.to(torch.int64)[sequence + 1]]
+    if cu is None:
+        end = torch.full_like(t, T)
+    else:
+        cu = cu.to(torch.int64)
+        end = cu[torch.searchsorted(cu, t, right=True)]
+    return (c[..., end] - c[..., :T]).movedim(-1, 1)
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, g, beta, scale, h0, cu, output_final_state, vector_decay, out_dtype = inputs
+    q, k, v, g, beta, scale, h0, cu, output_final_state, vector_decay, out_dtype, reverse = inputs
+    if reverse:
+        raise NotImplementedError("mixir.ops.linear_attention: no gradient through a "
+                                  "time-reversed pass (the backward's own)")
     ctx.scale = scale
     ctx.unsupported = ("the delta rule" if beta is not None else
                        "per-key-dimension decay" if vector_decay and g is not None else None)
@@ -329,24 +509,21 @@ def _backward(ctx, do, dfinal):
     dq = dk = None
     if need_q or need_g:
         h0_t = None if h0 is None else h0.transpose(-1, -2)
-        dq = op(do, v, k, g, None, ctx.scale, h0_t, cu, False, False, wide)[0]
+        dq = op(do, v, k, g, None, ctx.scale, h0_t, cu, False, False, wide, False)[0]
         grads["q"] = dq.to(q.dtype) if need_q else None
 
     # The reversed passes. With scale 0 the output is 0 and only dS_T flows: run them
     # with scale 1 and zero keys.
     scale = ctx.scale if ctx.scale != 0 else 1.0
     cu_r = None if cu is None else _reversed_offsets(cu, T)
-    g_r = None if g is None else _reversed_log_decay(g, cu_r)
+    g_r = None if g is None else _next_step_log_decay(g, cu)
     init_r = None
     if dfinal is not None:
         init_r = (dfinal if cu is None else dfinal.flip(0)) / scale
-    q_r, do_r = q.flip(1), do.flip(1)
-    if ctx.scale == 0:
-        q_r, do_r = torch.zeros_like(q_r), torch.zeros_like(do_r)
+    q_in, do_in = (q, do) if ctx.scale != 0 else (torch.zeros_like(q), torch.zeros_like(do))
     if need_v or need_h0:
-        dv_r, dS0 = op(k.flip(1), q_r, do_r, g_r, None, scale, init_r, cu_r, need_h0, False,
-                       None)
-        grads["v"] = dv_r.flip(1) if need_v else None
+        dv, dS0 = op(k, q_in, do_in, g_r, None, scale, init_r, cu_r, need_h0, False, None, True)
+        grads["v"] = dv if need_v else None
         if need_h0:
             dS0 = (dS0 if cu is None else dS0.flip(0)) * scale
             if g is not None and T > 0:
@@ -357,12 +534,11 @@ def _backward(ctx, do, dfinal):
             grads["h0"] = dS0.to(h0.dtype)
     if need_k or need_g:
         init_t = None if init_r is None else init_r.transpose(-1, -2)
-        dk = op(v.flip(1), do_r, q_r, g_r, None, scale,
-                init_t, cu_r, False, False, wide)[0].flip(1)
+        dk = op(v, do_in, q_in, g_r, None, scale, init_t, cu_r, False, False, wide, True)[0]
         grads["k"] = dk.to(k.dtype) if need_k else None
     if need_g:
         acc = torch.float64 if q.dtype == torch.float64 else torch.float32
-        dG = (q.to(acc) * dq.to(acc)).sum(-1) - (k.to(acc) * dk.to(acc)).sum(-1)
+        dG = (q * dq).sum(-1, dtype=acc) - (k * dk).sum(-1, dtype=acc)
         if dfinal is not None and T > 0:
             last = (dfinal.to(acc) * final.to(acc)).sum((-1, -2))  # [N, H]
             if cu is None:
@@ -373,7 +549,7 @@ def _backward(ctx, do, dfinal):
                 dG[0].index_add_(0, ends, last)
         grads["g"] = _sequence_suffix_sum(dG, cu).to(g.dtype)
     return (grads["q"], grads["k"], grads["v"], grads["g"], None, None, grads["h0"], None,
-            None, None, None)
+            None, None, None, None)
 
 
 _linear_attention_op.register_autograd(_backward, setup_context=_setup_context)
@@ -386,10 +562,11 @@ def _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_
         scale = q.shape[3] ** -0.5
     if q.device.type == "meta":
         o, final = _linear_attention_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens,
-                                          output_final_state, vector_decay, None)
+                                          output_final_state, vector_decay, None, False)
     else:
         o, final = _linear_attention_op(q, k, v, g, beta, float(scale), initial_state,
-                                        cu_seqlens, output_final_state, vector_decay, None)
+                                        cu_seqlens, output_final_state, vector_decay, None,
+                                        False)
     return o, (final if output_final_state else None)
 
 

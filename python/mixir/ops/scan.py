@@ -132,6 +132,20 @@ def _descriptor(t: torch.Tensor):
     return d
 
 
+class TimeReversed:
+    """A tensor passed with dimension 1 (time) reversed, without a copy: its memref
+    descriptor gets the negated time stride and an offset at the last step (memrefs
+    may have negative strides; torch tensors may not)."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+    def dim(self) -> int:
+        return self.tensor.dim()
+
+
 class _Kernel:
     """One compiled specialisation, called with torch tensors (strided descriptors).
 
@@ -170,16 +184,25 @@ class _Kernel:
 
     def _fill(self, args):
         if len(self._descs) != len(args):
-            self._descs = [_DESCRIPTOR[t.dim()]() if isinstance(t, torch.Tensor) else None
+            self._descs = [_DESCRIPTOR[t.dim()]()
+                           if isinstance(t, (torch.Tensor, TimeReversed)) else None
                            for t in args]
             self._ptrs = [ctypes.addressof(d) if d is not None else None for d in self._descs]
         for i, (d, t) in enumerate(zip(self._descs, args)):
             if d is None:
                 self._ptrs[i] = float(t)
                 continue
+            if type(t) is TimeReversed:
+                t = t.tensor
+                strides = list(t.stride())
+                d.offset = (t.shape[1] - 1) * strides[1] if t.shape[1] else 0
+                strides[1] = -strides[1]
+                d.strides[:] = strides
+            else:
+                d.offset = 0
+                d.strides[:] = t.stride()
             d.allocated = d.aligned = t.data_ptr()
             d.sizes[:] = t.shape
-            d.strides[:] = t.stride()
         return self._ptrs
 
     def __call__(self, *tensors: torch.Tensor):

@@ -53,6 +53,32 @@ func.func @f32_output(%q: !q, %s: f32, %o: !o) {
 
 // -----
 
+// The state pass of a sequence split (no output): K and V are staged (no Q),
+// the only products are the state update's (4 x 4 x 2 for K = V = 64), and
+// nothing but the final state reaches global memory.
+// CHECK-LABEL: func.func @state_pass
+// CHECK:       gpu.launch
+// CHECK-COUNT-8: nvvm.cp.async.shared.global
+// CHECK-NOT:   nvvm.cp.async.shared.global
+// CHECK:         scf.for
+// CHECK-COUNT-8:   nvvm.cp.async.shared.global
+// CHECK-NOT:       nvvm.cp.async.shared.global
+// CHECK-COUNT-32:  nvvm.mma.sync
+// CHECK-NOT:       nvvm.mma.sync
+// CHECK:           scf.yield
+// CHECK-NOT:     vector.store {{.*}}memref<?x?x?x64xbf16
+// CHECK:         memref.store {{.*}} : memref<?x?x64x64xf32>
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+func.func @state_pass(%q: !q, %g: memref<?x?x?xf32>, %s: f32, %cu: memref<?xi32>,
+                      %hT: memref<?x?x64x64xf32>) {
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q)
+      log_decay(%g : memref<?x?x?xf32>) scale(%s : f32) offsets(%cu : memref<?xi32>)
+      final(%hT : memref<?x?x64x64xf32>)
+  return
+}
+
+// -----
+
 // The delta rule is not chunked on tensor cores yet: the op stays for the
 // recurrent lowering (or, with require, is rejected).
 // CHECK-LABEL: func.func @delta_rule_is_left

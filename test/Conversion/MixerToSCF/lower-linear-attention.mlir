@@ -43,3 +43,17 @@ func.func @gla(%q: memref<?x?x?x2xf32>, %g: memref<?x?x?x2xf32>, %s: f32) {
       outs(%q : memref<?x?x?x2xf32>)
   return
 }
+
+// The state pass (no output): the column is carried and stored, query is not read.
+// CHECK-LABEL: func.func @state_pass
+// CHECK:       scf.for
+// CHECK-COUNT-4: memref.load %{{.*}} : memref<2x8x3x4xbf16>
+// CHECK-NOT:   memref.load %{{.*}} : memref<2x8x3x4xbf16>
+// CHECK:       scf.yield
+// CHECK-COUNT-4: memref.store {{.*}} : memref<2x3x4x8xf32>
+func.func @state_pass(%k: memref<2x8x3x4xbf16>, %v: memref<2x8x3x8xbf16>, %s: f32,
+                      %hT: memref<2x3x4x8xf32>) {
+  mixer.linear_attention query(%k : memref<2x8x3x4xbf16>) key(%k : memref<2x8x3x4xbf16>)
+      value(%v : memref<2x8x3x8xbf16>) scale(%s : f32) final(%hT : memref<2x3x4x8xf32>)
+  return
+}

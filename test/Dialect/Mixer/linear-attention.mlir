@@ -92,3 +92,12 @@ func.func @input_wider_than_state(%q: memref<1x8x4x16xf64>, %o: memref<1x8x4x16x
       outs(%o : memref<1x8x4x16xf32>) final(%h : memref<1x4x16x16xf32>)
   return
 }
+
+// -----
+
+func.func @nothing_to_write(%q: memref<1x8x4x16xbf16>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op has nothing to write: give outs, final or both}}
+  mixer.linear_attention query(%q : memref<1x8x4x16xbf16>) key(%q : memref<1x8x4x16xbf16>)
+      value(%q : memref<1x8x4x16xbf16>) scale(%s : f32)
+  return
+}
