@@ -120,12 +120,18 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--ops", default="simple_gla,gated_delta_rule")
+    ap.add_argument("--rows", default=None,
+                    help="comma-separated S1 row indices (0-5) and/or 'varlen' (default all)")
     a = ap.parse_args()
     peers = fla_ops()
     ops = a.ops.split(",")
     rows = []
     shapes = S1[:2] if a.quick else S1
     cases = [(s, None) for s in shapes] + [((1, 16384, 64, 128), [0, 3000, 7096, 12000, 16384])]
+    if a.rows:
+        keep = a.rows.split(",")
+        cases = [c for i, c in enumerate(cases)
+                 if str(i) in keep or (c[1] is not None and "varlen" in keep)]
     for (B, T, H, D), cu in cases:
         for op in ops:
             delta = op == "gated_delta_rule"
@@ -147,6 +153,15 @@ def main():
                     os.environ["MIXIR_LA_SPLIT"] = "0"
                     row["unsplit_ms"] = bench(lambda: ours(*args, **kw))
                     del os.environ["MIXIR_LA_SPLIT"]
+                    # Piece lengths around the strategy's choice, where it splits.
+                    if la.split_length(B if cu is None else len(cu) - 1, H, D, B * T,
+                                       None if cu else T, q.device, D <= 128):
+                        row["pieces_ms"] = {}
+                        for piece in (1024, 2048, 4096, 8192):
+                            if piece < T:
+                                os.environ["MIXIR_LA_SPLIT"] = str(piece)
+                                row["pieces_ms"][piece] = bench(lambda: ours(*args, **kw))
+                        os.environ.pop("MIXIR_LA_SPLIT", None)
                     row.update(fwd_bwd_case(ours, peers, args, kw, nflop))
             except Exception as e:
                 row = {"op": op, "error": repr(e)[:200]}
@@ -162,6 +177,9 @@ def main():
                         f" | x{row['speedup_vs_fla']:.2f} | rel {row['max_rel_vs_fla']:.1e}"
             if "unsplit_ms" in row:
                 line += f" | unsplit {row['unsplit_ms']:.3f} ms"
+            if row.get("pieces_ms"):
+                line += " | pieces " + ", ".join(f"{p}: {t:.3f}" for p, t in
+                                                 row["pieces_ms"].items())
             if "fwd_bwd_ms" in row:
                 line += f"\n    fwd+bwd ours {row['fwd_bwd_ms']:.3f} ms " \
                         f"{row['fwd_bwd_tflops']:6.1f} TFLOP/s"
@@ -178,11 +196,11 @@ def main():
             print(line, flush=True)
             del q, k, v, g, beta
             torch.cuda.empty_cache()
-    if a.out:
-        os.makedirs(a.out, exist_ok=True)
-        with open(os.path.join(a.out, "bench_linear_attention.json"), "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                       "rows": rows}, f, indent=1)
+            if a.out:  # after every row: a run cut short keeps what it measured
+                os.makedirs(a.out, exist_ok=True)
+                with open(os.path.join(a.out, "bench_linear_attention.json"), "w") as f:
+                    json.dump({"device": torch.cuda.get_device_name(),
+                               "torch": torch.__version__, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -315,11 +315,12 @@ def test_split_strategy():
     la._sm_count.cache_clear()
     import unittest.mock as mock
     with mock.patch.object(la, "_sm_count", lambda d: 132):
-        assert la.split_length(2, 16, 128, 32768, 16384, cuda, True) == 4096   # 64 -> 256 blocks
+        assert la.split_length(2, 16, 128, 32768, 16384, cuda, True) == 2048   # 64 -> 512 blocks
         assert la.split_length(1, 96, 128, 8192, 8192, cuda, True) == 0        # 192 blocks
+        assert la.split_length(4, 16, 128, 8192, 2048, cuda, True) == 0        # 128 blocks
         assert la.split_length(2, 16, 128, 32768, 16384, cuda, False) == 0     # recurrent kernel
-        assert la.split_length(8, 1, 64, 2048, 256, cuda, True) == 0           # pieces >= seq
-        assert la.split_length(1, 4, 64, 100000, None, cuda, True) % 64 == 0
+        assert la.split_length(8, 8, 64, 8192, 1024, cuda, True) == 0          # short sequences
+        assert la.split_length(1, 4, 64, 100000, None, cuda, True) == 768      # 132 pieces
 
 
 def test_empty_sequence_passes_state_through():

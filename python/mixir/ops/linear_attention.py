@@ -9,13 +9,14 @@ user swaps an import:
     from mixir.ops.linear_attention import chunk_simple_gla   # was: from fla.ops.simple_gla
 
 What runs where (chosen by the compiler's pipeline from the same IR):
-* CUDA, bf16/fp16 inputs, per-head or no decay, additive update, K <= 128
-  (a multiple of 16), V a multiple of 64: the fused chunked tensor-core kernel
-  (mixer-lower-linear-attention-mma).
-* everything else (CPU; fp32/fp64 inputs; per-key decay (GLA); the delta rule;
-  K > 128): the exact recurrent kernel (mixer-lower-linear-attention), one
-  thread per state column. On the GPU this is the decode path and a slow
-  fallback for long prefills of those variants.
+* CUDA, bf16/fp16 inputs, per-head or no decay, additive update, K a multiple
+  of 16, V a multiple of 64: the fused chunked tensor-core kernel
+  (mixer-lower-linear-attention-mma). Above it (strategy, below): a sequence split
+  when few heads would leave SMs idle, and a key split for K > 128.
+* everything else (CPU; fp32/fp64 inputs; per-key decay (GLA); the delta rule):
+  the exact recurrent kernel (mixer-lower-linear-attention), one thread per state
+  column. On the GPU this is the decode path and a slow fallback for long
+  prefills of those variants.
 
 The state is float32 (float64 for float64 inputs); the output has v's dtype.
 Every function is the custom op `mixir::linear_attention` (fake kernel for meta
@@ -262,6 +263,7 @@ def _launch(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, output_fi
 # ---------------------------------------------------------------------------
 
 _SPLIT_MIN_TOKENS = 512  # at least 8 chunks per piece: the state pass and combine amortise
+_SPLIT_MIN_SEQUENCE = 4096  # shorter sequences run fused (see split_length)
 _MMA_MAX_K = 128  # the tensor-core kernel's widest key dimension
 
 
@@ -283,12 +285,17 @@ def _chunked_on_tensor_cores(q, v, g, beta, out_dtype) -> bool:
 def split_length(N: int, H: int, V: int, tokens: int, longest: Optional[int],
                  device: torch.device, tensor_cores: bool) -> int:
     """Strategy: the piece length (tokens, a multiple of the chunk) to cut sequences
-    into, or 0 for the single fused pass. Only the tensor-core kernel is split: when
-    it would not put a block on every SM, into pieces that fill one wave of two
-    blocks per SM (255 registers per thread allow two). `longest`: the longest
-    sequence (None: unknown without a host sync, i.e. packed sequences; then the
-    tokens bound it). MIXIR_LA_SPLIT=<tokens> overrides, for every additive variant
-    on any device (0: never split; tests and sweeps)."""
+    into, or 0 for the single fused pass. Only the tensor-core kernel is split, and
+    only when the fused pass would leave at least half the SMs idle on sequences of
+    4096 tokens or more: the split costs a state pass, a combine and about 0.2 ms of
+    host work, which short sequences do not repay (H100, bench/results: at
+    (B, T, H) = (4, 2048, 16) the split took 0.29-0.34 ms against 0.156 fused; at
+    (2, 16384, 16) 0.60 against 1.10). Pieces fill about two waves of two blocks per
+    SM (255 registers per thread allow two): 2048 tokens there, the steadiest in two
+    sweeps (0.597/0.597 ms; 1024: 0.656/0.655; 4096: 0.802/0.568, host-bound timings
+    vary). `longest`: the longest sequence (None for
+    packed sequences, whose mean length is used). MIXIR_LA_SPLIT=<tokens> overrides,
+    for every additive variant on any device (0: never split; tests and sweeps)."""
     forced = os.environ.get("MIXIR_LA_SPLIT")
     tiles = H * max(V // 64, 1)
     if forced is not None:
@@ -297,9 +304,10 @@ def split_length(N: int, H: int, V: int, tokens: int, longest: Optional[int],
         return 0
     else:
         sms = _sm_count(device)
-        if N * tiles >= sms:
+        length = longest if longest is not None else tokens // max(N, 1)
+        if 2 * N * tiles > sms or length < _SPLIT_MIN_SEQUENCE:
             return 0
-        pieces = max((2 * sms) // tiles, 1)
+        pieces = max((4 * sms) // tiles, 1)
         piece = max(-(-tokens // pieces), _SPLIT_MIN_TOKENS)
     piece = -(-piece // 64) * 64
     return piece if piece and piece < (longest if longest is not None else tokens) else 0
@@ -324,6 +332,24 @@ def _run_key_split(q, k, v, g, scale, initial_state, cu_seqlens, o, final, rever
     o.copy_(total)
 
 
+def _piece_offsets(bounds: tuple, piece: int, device: torch.device):
+    """Offsets of the pieces (P per sequence, sequence-major; pieces past a sequence's
+    end are empty) and P. Cached for batches (the same bounds every step)."""
+    if len(bounds) <= 65:
+        return _cached_piece_offsets(bounds, piece, device)
+    return _cached_piece_offsets.__wrapped__(bounds, piece, device)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_piece_offsets(bounds: tuple, piece: int, device: torch.device):
+    P = max(max(-(-(e - s) // piece) for s, e in zip(bounds, bounds[1:])), 1)
+    cuts = [s + min(j * piece, e - s) for s, e in zip(bounds, bounds[1:]) for j in range(P)]
+    offsets = torch.tensor(cuts + [bounds[-1]], dtype=torch.int32)
+    if device.type == "cuda":  # pinned: the copy does not wait for the stream
+        offsets = offsets.pin_memory()
+    return offsets.to(device, non_blocking=True), P
+
+
 def _run_split(q, k, v, g, scale, initial_state, cu_seqlens, o, final, piece: int,
                reverse: bool) -> bool:
     """The split schedule into o and final; False (nothing done) when the operands
@@ -336,17 +362,10 @@ def _run_split(q, k, v, g, scale, initial_state, cu_seqlens, o, final, piece: in
         gf = None if g is None else row(g)
     except RuntimeError:
         return False
-    if cu_seqlens is None:
-        bounds = [n * T for n in range(B + 1)]
-    else:
-        bounds = [int(x) for x in cu_seqlens.tolist()]
+    bounds = tuple(n * T for n in range(B + 1)) if cu_seqlens is None else tuple(
+        int(x) for x in cu_seqlens.tolist())
     N = len(bounds) - 1
-    P = max(max(-(-(e - s) // piece) for s, e in zip(bounds, bounds[1:])), 1)
-    cuts = [s + min(j * piece, e - s) for s, e in zip(bounds, bounds[1:]) for j in range(P)]
-    offsets = torch.tensor(cuts + [bounds[-1]], dtype=torch.int32)
-    if q.is_cuda:  # pinned: the copy does not wait for the stream
-        offsets = offsets.pin_memory()
-    offsets = offsets.to(q.device, non_blocking=True)
+    offsets, P = _piece_offsets(bounds, piece, q.device)
     state_dtype = final.dtype if final is not None else (
         torch.float64 if q.dtype == torch.float64 else torch.float32)
     # Reversing the packed row of a batch also reverses the order of its sequences.
