@@ -5,9 +5,15 @@
 S1 of shared/bench/shapes.md, (B, T, H, D) with D = K = V, bf16 inputs, fp32 gates:
 chunk_simple_gla (ours: the tensor-core kernel, split into sequence pieces by the
 strategy when it would leave SMs idle; the row also gives the unsplit time) and
-chunk_gated_delta_rule (ours: the recurrent kernel, not yet chunked), forward,
-against fla's functions of the same names. Also the varlen row (the tokens of
-(4, 4096, 64, 128) split unevenly into 4 packed sequences).
+chunk_gated_delta_rule (ours: the two chunked tensor-core kernels for K <= 128, the
+recurrent kernel for K = 256), forward, against fla's functions of the same names.
+Also the varlen row (the tokens of (4, 4096, 64, 128) split unevenly into 4 packed
+sequences).
+
+    python bench/bench_linear_attention.py --set s2 [--rows 0,1,...]
+
+S2: the gated delta rule with grouped value heads, d = 128, (h_qk, h_v) x sequences
+(batch x length, or packed lengths), forward against fla.
 
 Forward + backward (simple GLA; loss = <o, do>, gradients for q, k, v and g):
 against fla's chunk_simple_gla when its backward runs, else (fla refuses the gated
@@ -19,6 +25,8 @@ intra-chunk scores and their product with V over the causal half, 2 (C/2) (K + V
 plus the state read Q S and the update K^T V, 2 * 2 K V. TFLOP/s is that count over
 the measured time; % is of the H100's dense bf16 peak (989 TFLOP/s). Forward +
 backward counts 3x the forward (the usual 1 + 2 model, for every implementation).
+The gated delta rule adds its WY work: K K^T and T (K, V) over the causal half,
+2 (C/2) (2K + V), and W S, 2 K V.
 """
 
 import argparse
@@ -39,8 +47,63 @@ S1 = [(1, 8192, 96, 128), (2, 16384, 16, 128), (4, 2048, 16, 128), (4, 4096, 64,
       (8, 2048, 32, 256), (8, 1024, 8, 64)]
 
 
-def flops(B, T, H, K, V, C=64):
-    return B * T * H * (2 * (C / 2) * (K + V) + 4 * K * V)
+def flops(B, T, H, K, V, C=64, delta=False):
+    extra = 2 * (C / 2) * (2 * K + V) + 2 * K * V if delta else 0
+    return B * T * H * (2 * (C / 2) * (K + V) + 4 * K * V + extra)
+
+
+S2_HEADS = [(16, 64), (16, 32), (4, 16), (2, 8), (32, 32)]
+S2_SEQS = [(1, 2048, None), (1, 8192, None), (1, 32768, None), (4, 8192, None),
+           (8, 1024, None), (1, 32768, [0, 28672, 32768])]
+
+
+def s2_cases():
+    """(B, T, h_qk, h_v, cu_seqlens) of S2, heads outer."""
+    return [(B, T, hq, hv, cu) for hq, hv in S2_HEADS for B, T, cu in S2_SEQS]
+
+
+def make_grouped(B, T, Hq, Hv, D, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    q = F.normalize(torch.randn(B, T, Hq, D, device="cuda", generator=g), dim=-1).bfloat16()
+    k = F.normalize(torch.randn(B, T, Hq, D, device="cuda", generator=g), dim=-1).bfloat16()
+    v = torch.randn(B, T, Hv, D, device="cuda", generator=g).bfloat16()
+    gate = F.logsigmoid(torch.randn(B, T, Hv, device="cuda", generator=g)) / 16
+    beta = torch.sigmoid(torch.randn(B, T, Hv, device="cuda", generator=g)).bfloat16()
+    return q, k, v, gate, beta
+
+
+def run_s2(a, peers):
+    rows = []
+    keep = None if not a.rows else set(a.rows.split(","))
+    for i, (B, T, Hq, Hv, cu) in enumerate(s2_cases()):
+        if keep is not None and str(i) not in keep:
+            continue
+        q, k, v, g, beta = make_grouped(B, T, Hq, Hv, 128)
+        kw = {} if cu is None else {
+            "cu_seqlens": torch.tensor(cu, dtype=torch.int32, device="cuda")}
+        nflop = flops(B, T, Hv, 128, 128, delta=True)
+        try:
+            row = run_case("gated_delta_rule", la.chunk_gated_delta_rule,
+                           peers.get("gated_delta_rule"), (q, k, v, g, beta), kw, nflop)
+        except Exception as e:
+            row = {"error": repr(e)[:200]}
+        row.update(index=i, shape=[B, T], heads=[Hq, Hv], varlen=cu)
+        rows.append(row)
+        line = f"S2 {i:2d} (h_qk, h_v)=({Hq:2d},{Hv:2d}) {'+'.join(map(str, [T] if cu is None else [y - x for x, y in zip(cu, cu[1:])])):>11s} x{B} "
+        if "ours_ms" in row:
+            line += f"ours {row['ours_ms']:.3f} ms {row['ours_tflops']:6.1f} TFLOP/s"
+        if "fla_ms" in row:
+            line += f" | fla {row['fla_ms']:.3f} ms | x{row['speedup_vs_fla']:.2f}" \
+                    f" | rel {row['max_rel_vs_fla']:.1e}"
+        for key in ("error", "fla_error"):
+            if key in row:
+                line += f" | {key}: {row[key]}"
+        print(line, flush=True)
+        if a.out:
+            os.makedirs(a.out, exist_ok=True)
+            with open(os.path.join(a.out, "bench_linear_attention_s2.json"), "w") as f:
+                json.dump({"device": torch.cuda.get_device_name(),
+                           "torch": torch.__version__, "rows": rows}, f, indent=1)
 
 
 def make(B, T, H, D, delta, seed=0):
@@ -122,8 +185,11 @@ def main():
     ap.add_argument("--ops", default="simple_gla,gated_delta_rule")
     ap.add_argument("--rows", default=None,
                     help="comma-separated S1 row indices (0-5) and/or 'varlen' (default all)")
+    ap.add_argument("--set", default="s1", choices=("s1", "s2"))
     a = ap.parse_args()
     peers = fla_ops()
+    if a.set == "s2":
+        return run_s2(a, peers)
     ops = a.ops.split(",")
     rows = []
     shapes = S1[:2] if a.quick else S1
@@ -135,9 +201,9 @@ def main():
     for (B, T, H, D), cu in cases:
         for op in ops:
             delta = op == "gated_delta_rule"
-            if delta and (B, T, H, D) not in ((4, 2048, 16, 128), (8, 1024, 8, 64)):
-                # Ours is still the recurrent kernel for the delta rule: measured on the
-                # two smallest S1 shapes only, to keep the run short.
+            if delta and D > 128:
+                # K = 256: ours is the recurrent kernel (the delta rule couples the key
+                # dimensions, so no key split); not measured, to keep the run short.
                 continue
             q, k, v, g, beta = make(B, T, H, D, delta)
             kw = {}
@@ -145,7 +211,7 @@ def main():
                 kw["cu_seqlens"] = torch.tensor(cu, dtype=torch.int32, device="cuda")
             args = (q, k, v, g) + ((beta,) if delta else ())
             ours = la.chunk_gated_delta_rule if delta else la.chunk_simple_gla
-            nflop = flops(B, T, H, D, D)
+            nflop = flops(B, T, H, D, D, delta=delta)
             try:
                 row = run_case(op, ours, peers.get(op), args, kw, nflop)
                 if not delta:

@@ -285,8 +285,10 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     per-head `log_decay` `[B, T, H]` (simple GLA, RetNet, gated delta rule);
     `diag(exp(g_t))` over the key dimension for `[B, T, H, K]` (GLA).
 
-    Layout (fla's, time before heads): `query`, `key` `[B, T, H, K]`, `value`
+    Layout (fla's, time before heads): `query`, `key` `[B, T, Hq, K]`, `value`
     and `output` `[B, T, H, V]`, `beta` `[B, T, H]`, states `[N, H, K, V]`.
+    H is a multiple of Hq (grouped value heads, fla's GVA): value head h reads
+    query/key head `h / (H / Hq)`; decays and `beta` are per value head.
     Without `offsets`, N = B and every batch row is one sequence of length T.
     With `offsets` (`[N + 1]`, the cumulative sequence lengths; B must be 1)
     sequence n is time steps `[offsets[n], offsets[n+1])` of the single row and
@@ -299,6 +301,11 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     (`final_state` or, without it, f32 for 16/32-bit inputs and f64 for f64);
     inputs are extended before arithmetic. `chunk_size`, if present, fixes the
     chunk length of chunked lowerings; without it the lowering chooses.
+
+    `workspace` (`[B, T, H, K + V]`, the element type of `key`) is scratch for
+    the chunked lowering of the delta rule, which writes each chunk's WY factors
+    there (W in the first K columns, U in the last V) before the sequential pass
+    reads them; other lowerings ignore it.
 
     Buffer form only (the JIT emits it).
 
@@ -321,6 +328,8 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     Arg<Optional<MemRefRankOf<[I32, I64], [1]>>, "sequence offsets", [MemRead]>:$offsets,
     Arg<Optional<AnyNon0RankedMemRef>, "output", [MemWrite]>:$output,
     Arg<Optional<AnyNon0RankedMemRef>, "final states", [MemWrite]>:$final_state,
+    Arg<Optional<AnyNon0RankedMemRef>, "scratch of chunked delta-rule lowerings",
+        [MemRead, MemWrite]>:$workspace,
     OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$chunk_size);
 
   let assemblyFormat = [{
@@ -334,6 +343,7 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     (`offsets` `(` $offsets^ `:` type($offsets) `)`)?
     (`outs` `(` $output^ `:` type($output) `)`)?
     (`final` `(` $final_state^ `:` type($final_state) `)`)?
+    (`workspace` `(` $workspace^ `:` type($workspace) `)`)?
     attr-dict
   }];
   let hasVerifier = 1;

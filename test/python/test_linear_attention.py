@@ -383,3 +383,94 @@ def test_wide_keys_split_over_tensor_core_passes(decay):
                                ys)
     for a, b in zip(got, want):
         assert rel(a, b) < GRAD_TOL[torch.bfloat16], rel(a, b)
+
+
+# --- Grouped value heads (fla's GVA: v, g, beta and states have H = G * Hq heads) ----------
+
+def _repeat_heads(x, group):
+    return x.repeat_interleave(group, 2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", ["simple_gla", "gated_delta_rule"])
+def test_grouped_value_heads_match_oracle(device, variant):
+    """Value head h reads query/key head h // G: the oracle gets q and k repeated."""
+    B, T, Hq, G, K, V = 2, 70, 2, 3, 16, 16
+    delta = variant == "gated_delta_rule"
+    q, k, _, _, _ = inputs(B, T, Hq, K, V, torch.float32, device, None, delta)
+    _, _, v, g, beta = inputs(B, T, Hq * G, K, V, torch.float32, device, "scalar", delta, seed=3)
+    h0 = torch.randn(B, Hq * G, K, V, generator=torch.Generator().manual_seed(2)).to(device)
+    if delta:
+        o, f = la.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0,
+                                         output_final_state=True)
+    else:
+        o, f = la.chunk_simple_gla(q, k, v, g, initial_state=h0, output_final_state=True)
+    ro, rf = linear_attention_ref(_repeat_heads(q, G), _repeat_heads(k, G), v, g=g, beta=beta,
+                                  initial_state=h0)
+    assert o.shape == (B, T, Hq * G, V) and f.shape == (B, Hq * G, K, V)
+    assert rel(o, ro) < TOL[torch.float32] and rel(f, rf) < TOL[torch.float32]
+
+
+def test_grouped_value_heads_gradients():
+    """The backward repeats q and k over each group and sums their gradients back."""
+    B, T, Hq, G, K, V = 1, 40, 2, 2, 8, 8
+    q, k, _, _, _ = inputs(B, T, Hq, K, V, torch.float64, "cpu", None)
+    _, _, v, g, _ = inputs(B, T, Hq * G, K, V, torch.float64, "cpu", "scalar", seed=3)
+    g = g.double()
+    ours = [x.clone().requires_grad_() for x in (q, k, v, g)]
+    oracle = [x.clone().requires_grad_() for x in (q, k, v, g)]
+    do = torch.randn(B, T, Hq * G, V, dtype=torch.float64)
+    got = torch.autograd.grad((la.chunk_simple_gla(*ours)[0] * do).sum(), ours)
+    rq, rk, rv, rg = oracle
+    want = torch.autograd.grad((linear_attention_ref(_repeat_heads(rq, G), _repeat_heads(rk, G),
+                                                     rv, g=rg)[0] * do).sum(), oracle)
+    for name, a, b in zip("qkvg", got, want):
+        assert a.shape == b.shape and rel(a, b) < GRAD_TOL[torch.float64], (name, rel(a, b))
+
+
+def test_grouped_value_heads_errors():
+    q, k, v, g, beta = inputs(1, 8, 2, 16, 16, torch.float32, "cpu")
+    v3 = torch.randn(1, 8, 3, 16)
+    with pytest.raises(ValueError, match="value_heads a multiple of q's 2 heads"):
+        la.chunk_simple_gla(q, k, v3)
+    v4 = torch.randn(1, 8, 4, 16)
+    with pytest.raises(ValueError, match=r"g must have shape \[1, 8, 4\]"):
+        la.chunk_simple_gla(q, k, v4, g)
+
+
+# --- The chunked delta rule on tensor cores (CUDA, bf16/fp16) ------------------------------
+# Two kernels: each chunk's WY factors (T = (I + A)^-1 by forward substitution, W, U) in
+# parallel, then the sequential pass with V' = U - W S. Like fla, T, W, U and V' are
+# rounded to 16 bits; the state stays f32.
+DELTA_TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("K,V", [(64, 64), (128, 128), (128, 64), (64, 256)])
+@pytest.mark.parametrize("T", [1, 63, 64, 65, 300])
+@pytest.mark.parametrize("decay", [None, "scalar"])
+def test_chunked_delta_rule(dtype, K, V, T, decay):
+    q, k, v, g, beta = inputs(2, T, 3, K, V, dtype, "cuda", decay, delta=True, strength=4.0)
+    h0 = torch.randn(2, 3, K, V, generator=torch.Generator().manual_seed(4)).cuda() * 0.1
+    o, f = la.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True)
+    ro, rf = linear_attention_ref(q, k, v, g=g, beta=beta, initial_state=h0)
+    assert rel(o, ro) < DELTA_TOL[dtype], rel(o, ro)
+    assert rel(f, rf) < DELTA_TOL[dtype], rel(f, rf)
+
+
+@pytest.mark.gpu
+def test_chunked_delta_rule_varlen_grouped_strided():
+    Hq, G, K, V = 2, 2, 128, 128
+    T = 700
+    q, k, _, _, _ = inputs(1, T, Hq, K, V, torch.bfloat16, "cuda", None, delta=True)
+    _, _, v, g, beta = inputs(1, T, Hq * G, K, V, torch.bfloat16, "cuda", "scalar", delta=True,
+                              strength=8.0, seed=6)
+    vh = v.transpose(1, 2).contiguous().transpose(1, 2)  # head-major storage
+    cu = torch.tensor([0, 1, 64, 64, 200, 700], dtype=torch.int32, device="cuda")
+    h0 = torch.randn(5, Hq * G, K, V, device="cuda") * 0.1
+    o, f = la.chunk_gated_delta_rule(q, k, vh, g, beta, initial_state=h0,
+                                     output_final_state=True, cu_seqlens=cu)
+    ro, rf = linear_attention_ref(_repeat_heads(q, G), _repeat_heads(k, G), v, g=g, beta=beta,
+                                  initial_state=h0, cu_seqlens=cu)
+    assert rel(o, ro) < DELTA_TOL[torch.bfloat16] and rel(f, rf) < DELTA_TOL[torch.bfloat16]

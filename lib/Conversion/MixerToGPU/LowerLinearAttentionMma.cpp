@@ -35,6 +35,19 @@
 // a block walks its sequence serially, so hiding the load latency is what
 // keeps the tensor cores busy.
 //
+// The delta rule (gated or not) runs as two kernels. The first (see
+// DeltaRulePrepare.cpp), parallel over chunks, writes each chunk's WY factors
+// W = T diag(beta exp(gamma)) K and U = T diag(beta) V, T = (I + A)^-1 with A
+// the strictly lower beta_i exp(gamma_i - gamma_j) k_i . k_j, to the op's
+// workspace. Then, in this kernel, the chunk's values are the corrected
+//
+//   V' = U - W S,
+//
+// (the same product as Q S, with W for Q) and the chunk proceeds as above
+// with V' for V: O = scale (exp(gamma_i) Q S + P V'), S' = exp(gamma_C) S +
+// K^T (V' .* exp(gamma_C - gamma_j)). Value head h reads query/key head
+// h / (H / Hq) (grouped heads).
+//
 // Without an output operand the kernel is the state pass of a sequence-split
 // schedule: it skips Q, the scores and the output and only carries S (about a
 // quarter of the fused kernel's tensor-core work).
@@ -43,6 +56,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "MmaEmitter.h"
 #include "mixir/Dialect/Mixer/Mixer.h"
 #include "mixir/Transforms/Passes.h"
 
@@ -66,8 +80,8 @@ using namespace mlir::mixer;
 
 namespace {
 
-constexpr int64_t kChunk = 64; // steps per chunk (C)
-constexpr int64_t kPad = 8;    // elements of row padding in shared memory
+constexpr int64_t kChunk = kMmaChunk;
+constexpr int64_t kPad = kMmaPad;
 
 /// Why `op` cannot take the tensor-core path, or an empty string.
 std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
@@ -82,8 +96,14 @@ std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
   if (Value out = op.getOutput(); out && typeOf(out).getElementType() != e &&
                                   !typeOf(out).getElementType().isF32())
     return "output is neither the input type nor f32";
-  if (op.getBeta())
-    return "delta rule";
+  if (op.getBeta()) {
+    if (!op.getWorkspace())
+      return "delta rule without a workspace";
+    if (!op.getOutput())
+      return "delta rule without an output (no state pass for it)";
+    if (std::string why = deltaRulePrepareIneligibility(op); !why.empty())
+      return why;
+  }
   if (op.hasVectorDecay())
     return "per-key-dimension decay";
   if (!op.getStateElementType().isF32())
@@ -96,7 +116,8 @@ std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
   if (V % blockV != 0)
     return "value dimension not a multiple of the value tile";
   // Rows move as 16-byte vectors: the head dimension must be contiguous.
-  for (Value v : {op.getQuery(), op.getKey(), op.getValue(), op.getOutput()}) {
+  for (Value v : {op.getQuery(), op.getKey(), op.getValue(), op.getOutput(),
+                  op.getWorkspace()}) {
     if (!v)
       continue;
     SmallVector<int64_t> strides;
@@ -108,126 +129,36 @@ std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
 }
 
 /// Builds the kernel of one op. Holds the per-kernel constants.
-struct MmaKernelBuilder {
+struct MmaKernelBuilder : MmaEmitter {
   LinearAttentionOp op;
-  ImplicitLocOpBuilder &b;
   int64_t K, BV, W; // key dim, value tile, warps
-  Type elt;         // bf16 or f16
   Type outElt;      // elt, or f32
   bool decay;
   bool output; // false: the state pass only (no Q, scores or output)
+  bool delta;  // the delta rule: W and U (workspace) stand in for V
 
-  // Inside the launch.
-  Value lane, warp, laneRow, laneHi, laneQuad; // lane%8, (lane/8)%2, lane/16
-  Value smemBase;                              // !llvm.ptr<3>
-  Value smem;                                  // memref<?xi8, workgroup>
+  MmaKernelBuilder(LinearAttentionOp op, ImplicitLocOpBuilder &b, int64_t blockV)
+      : MmaEmitter(b, cast<MemRefType>(op.getQuery().getType()).getElementType()), op(op),
+        K(op.getKeyDim()), BV(blockV), W(blockV / 16) {}
 
   // Shared buffers: byte offsets and row strides (elements).
-  int64_t offQ = 0, offK = 0, offV = 0, offVd = 0, offP = 0, offG = 0, bytes = 0;
+  int64_t offQ = 0, offK = 0, offW = 0, offV = 0, offVd = 0, offP = 0, offG = 0, bytes = 0;
   int64_t strideQK() const { return K + kPad; }
   int64_t strideV() const { return BV + kPad; }
   int64_t strideP() const { return kChunk + kPad; }
 
-  Value idx(int64_t i) { return arith::ConstantIndexOp::create(b, i); }
-  Value f32(double x) { return arith::ConstantOp::create(b, b.getF32FloatAttr(x)); }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
-  Value addc(Value x, int64_t c) { return c ? add(x, idx(c)) : x; }
-
-  int64_t stageBytes = 0; // one chunk's Q, K and V; two stages alternate
+  int64_t stageBytes = 0; // one chunk's Q, K (W) and V (U); two stages alternate
   void layoutSharedMemory() {
     int64_t eb = 2;
     offQ = 0;
     offK = offQ + kChunk * strideQK() * eb;
-    offV = offK + kChunk * strideQK() * eb;
+    offW = offK + kChunk * strideQK() * eb;
+    offV = offW + (delta ? kChunk * strideQK() * eb : 0);
     stageBytes = offV + kChunk * strideV() * eb;
     offVd = 2 * stageBytes;
     offP = offVd + (decay ? kChunk * strideV() * eb : 0);
     offG = offP + kChunk * strideP() * eb;
     bytes = offG + kChunk * 4;
-  }
-
-  /// A typed 2-D view of a shared buffer.
-  Value view(int64_t offset, int64_t rows, int64_t cols, Type t) {
-    auto ws = gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
-    auto ty = MemRefType::get({rows, cols}, t, MemRefLayoutAttrInterface{}, ws);
-    return memref::ViewOp::create(b, ty, smem, idx(offset), ValueRange{});
-  }
-
-  /// ldmatrix.x4 at byte offset `bufOffset` + (row, col) of a buffer with
-  /// `stride` elements per row; `trans` transposes each 8x8 tile.
-  SmallVector<Value, 4> ldmatrix(Value bufOffset, int64_t stride, Value row, Value col,
-                                 bool trans) {
-    Value off = add(mul(row, idx(stride * 2)), mul(col, idx(2)));
-    off = add(off, bufOffset);
-    Value off64 = arith::IndexCastOp::create(b, b.getI64Type(), off);
-    auto ptrTy = LLVM::LLVMPointerType::get(b.getContext(), 3);
-    Value ptr = LLVM::GEPOp::create(b, ptrTy, b.getI8Type(), smemBase, ValueRange{off64});
-    auto i32 = b.getI32Type();
-    auto structTy = LLVM::LLVMStructType::getLiteral(b.getContext(), {i32, i32, i32, i32});
-    Value m = NVVM::LdMatrixOp::create(
-        b, structTy, ptr, 4, trans ? NVVM::MMALayout::col : NVVM::MMALayout::row,
-        NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8), NVVM::LdStMatrixEltType::B16);
-    SmallVector<Value, 4> regs;
-    for (int64_t i = 0; i < 4; ++i)
-      regs.push_back(LLVM::ExtractValueOp::create(b, m, i));
-    return regs;
-  }
-
-  /// Fragment addresses for the four ldmatrix patterns (see the PTX ISA's
-  /// mma.m16n8k16 fragment layouts): the lane's row and column inside a 16x16
-  /// block, for A from [m][k] storage, B from [n][k], B from [k][n] (trans)
-  /// and A from [k][m] (trans).
-  std::pair<Value, Value> laneA() { return {add(laneRow, mul(laneHi, idx(8))), mul(laneQuad, idx(8))}; }
-  std::pair<Value, Value> laneBnk() { return {add(laneRow, mul(laneQuad, idx(8))), mul(laneHi, idx(8))}; }
-  std::pair<Value, Value> laneBkn() { return {add(laneRow, mul(laneHi, idx(8))), mul(laneQuad, idx(8))}; }
-  std::pair<Value, Value> laneAkm() { return {add(laneRow, mul(laneQuad, idx(8))), mul(laneHi, idx(8))}; }
-
-  /// d = a * b + c on one m16n8k16 tile; a: 4 regs, b: 2 regs, c: 4 floats.
-  SmallVector<Value, 4> mma(ArrayRef<Value> a, ArrayRef<Value> bf, ArrayRef<Value> c) {
-    auto f32Ty = b.getF32Type();
-    auto structTy =
-        LLVM::LLVMStructType::getLiteral(b.getContext(), {f32Ty, f32Ty, f32Ty, f32Ty});
-    bool f16 = elt.isF16();
-    auto asOperand = [&](ArrayRef<Value> regs) {
-      // f16 operands are <2 x half> in NVVM, bf16 ones are i32.
-      SmallVector<Value> out;
-      for (Value r : regs)
-        out.push_back(f16 ? LLVM::BitcastOp::create(b, VectorType::get({2}, elt), r).getResult()
-                          : r);
-      return out;
-    };
-    NVVM::MMATypes t = f16 ? NVVM::MMATypes::f16 : NVVM::MMATypes::bf16;
-    Value d = NVVM::MmaOp::create(b, structTy, asOperand(a), asOperand(bf), c, {16, 8, 16},
-                                  std::nullopt, std::nullopt,
-                                  std::array<NVVM::MMATypes, 2>{t, t},
-                                  std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
-                                                                 NVVM::MMALayout::col});
-    SmallVector<Value, 4> out;
-    for (int64_t i = 0; i < 4; ++i)
-      out.push_back(LLVM::ExtractValueOp::create(b, d, i));
-    return out;
-  }
-
-  /// cp.async of 16 bytes from global byte address `src` (index) to shared byte
-  /// offset `dst`; `bytes` (i32) < 16 fills the rest with zeros.
-  void copyAsync(Value dst, Value src, Value bytes) {
-    MLIRContext *ctx = b.getContext();
-    Value d64 = arith::IndexCastOp::create(b, b.getI64Type(), dst);
-    Value dptr = LLVM::GEPOp::create(b, LLVM::LLVMPointerType::get(ctx, 3), b.getI8Type(),
-                                     smemBase, ValueRange{d64});
-    Value s64 = arith::IndexCastOp::create(b, b.getI64Type(), src);
-    Value generic = LLVM::IntToPtrOp::create(b, LLVM::LLVMPointerType::get(ctx), s64);
-    Value global =
-        LLVM::AddrSpaceCastOp::create(b, LLVM::LLVMPointerType::get(ctx, 1), generic);
-    NVVM::CpAsyncOp::create(b, dptr, global, 16, NVVM::LoadCacheModifierKind::CG, bytes);
-  }
-
-  /// Two f32 values as one register of two 16-bit floats (x in the low half).
-  Value pack(Value x, Value y) {
-    Value lo = arith::TruncFOp::create(b, elt, x), hi = arith::TruncFOp::create(b, elt, y);
-    Value v = vector::FromElementsOp::create(b, VectorType::get({2}, elt), ValueRange{lo, hi});
-    return LLVM::BitcastOp::create(b, b.getI32Type(), v);
   }
 
   void build();
@@ -236,64 +167,39 @@ struct MmaKernelBuilder {
 void MmaKernelBuilder::build() {
   MLIRContext *ctx = b.getContext();
   auto typeOf = [](Value v) { return cast<MemRefType>(v.getType()); };
-  elt = typeOf(op.getQuery()).getElementType();
   output = static_cast<bool>(op.getOutput());
   outElt = output ? typeOf(op.getOutput()).getElementType() : elt;
   decay = static_cast<bool>(op.getLogDecay());
+  delta = static_cast<bool>(op.getBeta());
   layoutSharedMemory();
   Value offsets = op.getOffsets();
 
   // Launch geometry: (value tiles, heads, sequences) x W warps.
   Value one = idx(1);
-  Value H = memref::DimOp::create(b, op.getQuery(), 2);
+  Value H = memref::DimOp::create(b, op.getValue(), 2);
+  Value group = arith::DivUIOp::create(b, H, memref::DimOp::create(b, op.getQuery(), 2));
   Value T = memref::DimOp::create(b, op.getQuery(), 1);
   Value N = offsets ? arith::SubIOp::create(b, memref::DimOp::create(b, offsets, 0), one)
                           .getResult()
                     : memref::DimOp::create(b, op.getQuery(), 0).getResult();
-  Value smemBytes = arith::ConstantIntOp::create(b, b.getI32Type(), bytes);
   auto launch = gpu::LaunchOp::create(b, idx(op.getValueDim() / BV), H, N, idx(32 * W), one,
-                                      one, smemBytes);
+                                      one, i32(bytes));
   b.setInsertionPointToEnd(&launch.getBody().front());
   gpu::TerminatorOp::create(b);
   b.setInsertionPointToStart(&launch.getBody().front());
 
   Value zero = idx(0);
-  Value tid = launch.getThreadIds().x;
+  beginKernel(launch.getThreadIds().x);
   Value vTile = launch.getBlockIds().x, h = launch.getBlockIds().y, n = launch.getBlockIds().z;
-  lane = arith::RemUIOp::create(b, tid, idx(32));
-  warp = arith::DivUIOp::create(b, tid, idx(32));
-  laneRow = arith::RemUIOp::create(b, lane, idx(8));
-  laneHi = arith::RemUIOp::create(b, arith::DivUIOp::create(b, lane, idx(8)), idx(2));
-  laneQuad = arith::DivUIOp::create(b, lane, idx(16));
-  Value gq = arith::DivUIOp::create(b, lane, idx(4)); // fragment row
-  Value tq = arith::RemUIOp::create(b, lane, idx(4)); // fragment column pair
-  Value tq2 = mul(tq, idx(2));
+  Value hq = arith::DivUIOp::create(b, h, group); // the query/key head of value head h
   Value warpRow = mul(warp, idx(16)); // first state row / output column / score row
   Value v0 = add(mul(vTile, idx(BV)), warpRow);
 
-  auto ws = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-  smem = gpu::DynamicSharedMemoryOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(), MemRefLayoutAttrInterface{}, ws));
-  {
-    Value p = memref::ExtractAlignedPointerAsIndexOp::create(b, smem);
-    Value p64 = arith::IndexCastOp::create(b, b.getI64Type(), p);
-    smemBase = LLVM::IntToPtrOp::create(b, LLVM::LLVMPointerType::get(ctx, 3), p64);
-  }
   Value vdS = decay ? view(offVd, kChunk, strideV(), elt) : Value();
   Value pS = view(offP, kChunk, strideP(), elt);
   Value gS = view(offG, 1, kChunk, b.getF32Type());
 
-  // The sequence's rows.
-  Value row = n, start = zero, length = T;
-  if (offsets) {
-    auto offset = [&](Value i) {
-      Value o = memref::LoadOp::create(b, offsets, ValueRange{i});
-      return arith::IndexCastOp::create(b, b.getIndexType(), o).getResult();
-    };
-    row = zero;
-    start = offset(n);
-    length = arith::SubIOp::create(b, offset(add(n, one)), start);
-  }
+  auto [row, start, length] = sequenceRange(offsets, n, T);
 
   // State S^T: tile c holds rows v = v0 + gq (+8), columns d = 8c + 2tq (+1).
   int64_t stateTiles = K / 8;
@@ -317,61 +223,32 @@ void MmaKernelBuilder::build() {
   Value lastRow = arith::SubIOp::create(b, add(start, length), one);
   int64_t threads = 32 * W;
   auto chunkStart = [&](Value c) { return mul(c, idx(kChunk)); };
-  auto validRows = [&](Value c) {
-    return arith::MinUIOp::create(b, idx(kChunk),
-                                  arith::SubIOp::create(b, length, chunkStart(c)))
-        .getResult();
+  auto rowsOf = [&](Value c) {
+    Value valid = arith::MinUIOp::create(b, idx(kChunk),
+                                         arith::SubIOp::create(b, length, chunkStart(c)));
+    return ChunkRows{row, add(start, chunkStart(c)), valid, lastRow};
   };
 
-  // Global operands as byte addresses plus element strides, for cp.async.
-  struct Global {
-    Value base, offset;
-    SmallVector<Value, 4> strides;
-  };
-  auto globalOf = [&](Value memref) {
-    auto md = memref::ExtractStridedMetadataOp::create(b, memref);
-    Global g;
-    g.base = memref::ExtractAlignedPointerAsIndexOp::create(b, memref);
-    g.offset = md.getOffset();
-    for (Value st : md.getStrides())
-      g.strides.push_back(st);
-    return g;
-  };
-  Global gq_ = globalOf(op.getQuery()), gk_ = globalOf(op.getKey()),
-         gv_ = globalOf(op.getValue());
+  Global gq_ = globalOf(op.getQuery()), gk_ = globalOf(op.getKey());
+  Global gv_ = globalOf(delta ? op.getWorkspace() : op.getValue());
   Value vBaseCol = mul(vTile, idx(BV));
 
-  // 1. Q, K, V of chunk `c` into stage `parity`: 16 bytes per thread and
-  //    step, issued asynchronously (cp.async); rows past the sequence are
-  //    zero-filled (their source address is clamped to a valid row).
+  // 1. Q, K, V of chunk `c` into stage `parity` (cp.async). The delta rule
+  //    reads the chunk's W and U (workspace) in place of V: V is replaced by
+  //    the corrected values U - W S once S is known.
   auto stageChunk = [&](Value c, Value parity) {
-    Value t0c = add(start, chunkStart(c));
-    Value validC = validRows(c);
+    ChunkRows rows = rowsOf(c);
     Value stageOff = mul(parity, idx(stageBytes));
-    auto copyTile = [&](const Global &g, int64_t bufOffset, int64_t stride, int64_t cols,
-                        Value colBase) {
-      int64_t perRow = cols / 8, total = kChunk * perRow;
-      for (int64_t i0 = 0; i0 < total; i0 += threads) {
-        Value i = addc(tid, i0);
-        Value r = arith::DivUIOp::create(b, i, idx(perRow));
-        Value col = mul(arith::RemUIOp::create(b, i, idx(perRow)), idx(8));
-        Value inside = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, r, validC);
-        Value t = arith::MinUIOp::create(b, add(t0c, r), lastRow);
-        Value e = add(g.offset, add(add(mul(row, g.strides[0]), mul(t, g.strides[1])),
-                                    add(mul(h, g.strides[2]), add(colBase, col))));
-        Value src = add(g.base, mul(e, idx(2)));
-        Value dst = add(add(stageOff, idx(bufOffset)),
-                        add(mul(r, idx(stride * 2)), mul(col, idx(2))));
-        Value bytes = arith::SelectOp::create(
-            b, inside, arith::ConstantIntOp::create(b, b.getI32Type(), 16),
-            arith::ConstantIntOp::create(b, b.getI32Type(), 0));
-        copyAsync(dst, src, bytes);
-      }
-    };
     if (output)
-      copyTile(gq_, offQ, strideQK(), K, zero);
-    copyTile(gk_, offK, strideQK(), K, zero);
-    copyTile(gv_, offV, strideV(), BV, vBaseCol);
+      copyRowsAsync(gq_, addc(stageOff, offQ), strideQK(), K, zero, rows, hq, threads);
+    copyRowsAsync(gk_, addc(stageOff, offK), strideQK(), K, zero, rows, hq, threads);
+    if (delta) {
+      copyRowsAsync(gv_, addc(stageOff, offW), strideQK(), K, zero, rows, h, threads);
+      copyRowsAsync(gv_, addc(stageOff, offV), strideV(), BV, addc(vBaseCol, K), rows, h,
+                    threads);
+    } else {
+      copyRowsAsync(gv_, addc(stageOff, offV), strideV(), BV, vBaseCol, rows, h, threads);
+    }
   };
   {
     // Prologue: chunk 0 into stage 0.
@@ -387,20 +264,18 @@ void MmaKernelBuilder::build() {
   b.setInsertionPointToStart(loop.getBody());
   SmallVector<Value> S(loop.getRegionIterArgs());
   Value chunk = loop.getInductionVar();
-  Value c0 = chunkStart(chunk);
-  Value t0 = add(start, c0);
-  Value valid = validRows(chunk);
+  ChunkRows rows = rowsOf(chunk);
+  Value t0 = rows.t0, valid = rows.valid;
   Value parity = arith::RemUIOp::create(b, chunk, idx(2));
   Value stageOff = mul(parity, idx(stageBytes));
   Value offQd = addc(stageOff, offQ), offKd = addc(stageOff, offK),
-        offVdyn = addc(stageOff, offV);
+        offWd = addc(stageOff, offW), offVdyn = addc(stageOff, offV);
   Value vdOffset = decay ? idx(offVd) : offVdyn;
   {
     // Prefetch the next chunk into the other stage (read two chunks ago and
     // released by the barrier that ended the previous chunk).
     Value next = add(chunk, one);
-    Value more = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, next, numChunks);
-    auto ifOp = scf::IfOp::create(b, more, /*withElseRegion=*/false);
+    auto ifOp = scf::IfOp::create(b, ult(next, numChunks), /*withElseRegion=*/false);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
     stageChunk(next, arith::SubIOp::create(b, one, parity));
@@ -409,44 +284,14 @@ void MmaKernelBuilder::build() {
   // completes this chunk's copies.
   NVVM::CpAsyncCommitGroupOp::create(b);
   NVVM::CpAsyncWaitGroupOp::create(b, 1);
-  Value vS = memref::ViewOp::create(
-      b,
-      MemRefType::get({kChunk, strideV()}, elt, MemRefLayoutAttrInterface{},
-                      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup)),
-      smem, offVdyn, ValueRange{});
-  // 2. gamma: the chunk's inclusive prefix sums of log decays, by warp 0 (two
-  //    steps per lane, a shuffle scan over lanes). Steps past the end add 0.
+  Value vS = view(offVdyn, kChunk, strideV(), elt);
+  // 2. gamma: the chunk's inclusive prefix sums of log decays, by warp 0.
   if (decay) {
     Value isWarp0 = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, warp, zero);
     auto ifOp = scf::IfOp::create(b, isWarp0, /*withElseRegion=*/false);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-    Value g = op.getLogDecay();
-    auto gate = [&](Value r) {
-      Value inside = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, r, valid);
-      Value t = arith::MinUIOp::create(b, add(t0, r), lastRow);
-      Value x = memref::LoadOp::create(b, g, ValueRange{row, t, h});
-      if (!x.getType().isF32())
-        x = arith::ExtFOp::create(b, b.getF32Type(), x);
-      return arith::SelectOp::create(b, inside, x, f32(0.0)).getResult();
-    };
-    Value r0 = mul(lane, idx(2)), r1 = addc(r0, 1);
-    Value a = gate(r0), a1 = gate(r1);
-    Value pair = arith::AddFOp::create(b, a, a1);
-    Value incl = pair;
-    Value width = arith::ConstantIntOp::create(b, b.getI32Type(), 32);
-    for (int32_t off = 1; off < 32; off *= 2) {
-      Value o = arith::ConstantIntOp::create(b, b.getI32Type(), off);
-      auto sh = gpu::ShuffleOp::create(b, incl, o, width, gpu::ShuffleMode::UP);
-      Value got = arith::SelectOp::create(b, sh.getValid(), sh.getShuffleResult(), f32(0.0));
-      incl = arith::AddFOp::create(b, incl, got);
-    }
-    Value oneI32 = arith::ConstantIntOp::create(b, b.getI32Type(), 1);
-    auto prev = gpu::ShuffleOp::create(b, incl, oneI32, width, gpu::ShuffleMode::UP);
-    Value excl = arith::SelectOp::create(b, prev.getValid(), prev.getShuffleResult(), f32(0.0));
-    Value g0 = arith::AddFOp::create(b, excl, a);
-    memref::StoreOp::create(b, g0, gS, ValueRange{zero, r0});
-    memref::StoreOp::create(b, arith::AddFOp::create(b, g0, a1), gS, ValueRange{zero, r1});
+    decayPrefixSums(op.getLogDecay(), rows, h, gS);
   }
   gpu::BarrierOp::create(b);
 
@@ -454,6 +299,52 @@ void MmaKernelBuilder::build() {
     return decay ? memref::LoadOp::create(b, gS, ValueRange{zero, r}).getResult() : f32(0.0);
   };
   Value gLast = gammaAt(idx(kChunk - 1));
+
+  // B fragments of S from the accumulators of S^T (see the file comment).
+  int64_t mTiles = kChunk / 16;
+  SmallVector<SmallVector<Value, 2>> stateB; // [kk * 2 + nn] -> 2 regs
+  if (output || delta)
+    for (int64_t kk = 0; kk < K / 16; ++kk)
+      for (int64_t nn = 0; nn < 2; ++nn) {
+        SmallVector<Value, 2> regs;
+        for (int64_t c : {2 * kk, 2 * kk + 1})
+          regs.push_back(pack(S[c * 4 + 2 * nn], S[c * 4 + 2 * nn + 1]));
+        stateB.push_back(regs);
+      }
+  /// rows [16 mt, 16 mt + 16) of (A S)[:, this warp's 16 columns], for A [C, K]
+  /// in shared memory at `aOffset`.
+  auto timesState = [&](Value aOffset, int64_t mt) {
+    SmallVector<SmallVector<Value, 4>, 2> acc(2, SmallVector<Value, 4>(4, f32(0.0)));
+    auto [ar, ac] = laneA();
+    for (int64_t kk = 0; kk < K / 16; ++kk) {
+      auto a = ldmatrix(aOffset, strideQK(), addc(ar, 16 * mt), addc(ac, 16 * kk), false);
+      for (int64_t nn = 0; nn < 2; ++nn)
+        acc[nn] = mma(a, stateB[kk * 2 + nn], acc[nn]);
+    }
+    return acc;
+  };
+
+  // 2b. The delta rule's corrected values V = U - W S (W carries the decay
+  //     from the chunk start), over this warp's columns, in place of U.
+  if (delta) {
+    auto pairTy = VectorType::get({2}, elt);
+    auto pairF = VectorType::get({2}, b.getF32Type());
+    for (int64_t mt = 0; mt < mTiles; ++mt) {
+      auto ws = timesState(offWd, mt);
+      for (int64_t half = 0; half < 2; ++half)
+        for (int64_t nn = 0; nn < 2; ++nn) {
+          Value r = addc(gq, 16 * mt + 8 * half);
+          Value col = add(warpRow, addc(tq2, 8 * nn));
+          Value u = vector::LoadOp::create(b, pairTy, vS, ValueRange{r, col});
+          Value uf = arith::ExtFOp::create(b, pairF, u);
+          Value w = vector::FromElementsOp::create(
+              b, pairF, ValueRange{ws[nn][2 * half], ws[nn][2 * half + 1]});
+          Value corrected = arith::TruncFOp::create(b, pairTy, arith::SubFOp::create(b, uf, w));
+          vector::StoreOp::create(b, corrected, vS, ValueRange{r, col});
+        }
+    }
+    gpu::BarrierOp::create(b); // the decayed values below read every warp's columns
+  }
 
   // 3. The decayed values V .* exp(gamma_C - gamma_j) for the state update.
   if (decay) {
@@ -514,26 +405,11 @@ void MmaKernelBuilder::build() {
   }
 
   // 5. Inter-chunk output: O[:, this warp's 16 columns] = exp(gamma_i) (Q S).
-  int64_t mTiles = kChunk / 16;
   SmallVector<SmallVector<SmallVector<Value, 4>, 2>> O(
       mTiles, SmallVector<SmallVector<Value, 4>, 2>(2, SmallVector<Value, 4>(4, f32(0.0))));
   if (output) {
-    // B fragments of S from the accumulators of S^T (see the file comment).
-    SmallVector<SmallVector<Value, 2>> stateB; // [kk * 2 + nn] -> 2 regs
-    for (int64_t kk = 0; kk < K / 16; ++kk)
-      for (int64_t nn = 0; nn < 2; ++nn) {
-        SmallVector<Value, 2> regs;
-        for (int64_t c : {2 * kk, 2 * kk + 1})
-          regs.push_back(pack(S[c * 4 + 2 * nn], S[c * 4 + 2 * nn + 1]));
-        stateB.push_back(regs);
-      }
-    auto [ar, ac] = laneA();
     for (int64_t mt = 0; mt < mTiles; ++mt) {
-      for (int64_t kk = 0; kk < K / 16; ++kk) {
-        auto a = ldmatrix(offQd, strideQK(), addc(ar, 16 * mt), addc(ac, 16 * kk), false);
-        for (int64_t nn = 0; nn < 2; ++nn)
-          O[mt][nn] = mma(a, stateB[kk * 2 + nn], O[mt][nn]);
-      }
+      O[mt] = timesState(offQd, mt);
       if (decay)
         for (int64_t half = 0; half < 2; ++half) {
           Value w = math::ExpOp::create(b, gammaAt(addc(gq, 16 * mt + 8 * half)));
@@ -544,7 +420,6 @@ void MmaKernelBuilder::build() {
     }
   }
   gpu::BarrierOp::create(b); // scores and decayed values are complete
-
   // 6. Intra-chunk output O += P V (key blocks after the row block are masked
   //    out entirely and skipped), then scale and store.
   if (output) {
@@ -644,7 +519,11 @@ struct MixerLowerLinearAttentionMma
         continue; // left for the recurrent lowering
       }
       ImplicitLocOpBuilder b(op.getLoc(), op);
-      MmaKernelBuilder kb{op, b, op.getKeyDim(), blockV, blockV / 16};
+      if (op.getBeta()) {
+        OpBuilder::InsertionGuard guard(b);
+        emitDeltaRulePrepare(op, b);
+      }
+      MmaKernelBuilder kb(op, b, blockV);
       kb.build();
       op.erase();
     }

@@ -53,7 +53,9 @@ void lowerRecurrent(LinearAttentionOp op) {
   auto idx = [&](int64_t i) { return arith::ConstantIndexOp::create(b, i).getResult(); };
   Value zero = idx(0), one = idx(1);
   Value T = memref::DimOp::create(b, op.getQuery(), 1);
-  Value H = memref::DimOp::create(b, op.getQuery(), 2);
+  Value H = memref::DimOp::create(b, op.getValue(), 2);
+  // Grouped value heads: query/key head h / (H / Hq) serves value head h.
+  Value group = arith::DivUIOp::create(b, H, memref::DimOp::create(b, op.getQuery(), 2));
   Value V = memref::DimOp::create(b, op.getValue(), 3);
   Value offsets = op.getOffsets();
   Value N = offsets ? arith::SubIOp::create(b, memref::DimOp::create(b, offsets, 0), one)
@@ -68,6 +70,7 @@ void lowerRecurrent(LinearAttentionOp op) {
   b.setInsertionPointToStart(par.getBody());
   Value v = par.getInductionVars()[0], h = par.getInductionVars()[1],
         n = par.getInductionVars()[2];
+  Value hq = arith::DivUIOp::create(b, h, group);
   // The sequence's time range in its row.
   Value row = n, start = zero, length = T;
   if (offsets) {
@@ -94,7 +97,7 @@ void lowerRecurrent(LinearAttentionOp op) {
     SmallVector<Value> s(loop.getRegionIterArgs());
     SmallVector<Value> keys;
     for (int64_t d = 0; d < K; ++d)
-      keys.push_back(loadAs(b, state, op.getKey(), ValueRange{row, t, h, idx(d)}));
+      keys.push_back(loadAs(b, state, op.getKey(), ValueRange{row, t, hq, idx(d)}));
     // Decay: S <- D_t S, on this column.
     if (Value g = op.getLogDecay()) {
       Value shared;
@@ -122,7 +125,7 @@ void lowerRecurrent(LinearAttentionOp op) {
     if (Value output = op.getOutput()) {
       Value out = zeroF;
       for (int64_t d = 0; d < K; ++d) {
-        Value q = loadAs(b, state, op.getQuery(), ValueRange{row, t, h, idx(d)});
+        Value q = loadAs(b, state, op.getQuery(), ValueRange{row, t, hq, idx(d)});
         out = math::FmaOp::create(b, s[d], q, out);
       }
       out = arith::MulFOp::create(b, out, scale);

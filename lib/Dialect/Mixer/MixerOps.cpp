@@ -287,16 +287,21 @@ LogicalResult LinearAttentionOp::verify() {
   // loops); they are part of the specialisation.
   if (ShapedType::isDynamic(K) || ShapedType::isDynamic(V))
     return emitOpError("key and value head dimensions must be static");
-  SmallVector<int64_t> seq = {qs[0], qs[1], qs[2]};
-  SmallVector<int64_t> withV = {qs[0], qs[1], qs[2], V};
-  SmallVector<int64_t> withK = {qs[0], qs[1], qs[2], K};
+  // Value heads H may group query/key heads Hq (GVA): H must be a multiple.
+  int64_t Hq = qs[2], H = v.getShape()[2];
+  if (!ShapedType::isDynamic(Hq) && !ShapedType::isDynamic(H) && (Hq == 0 || H % Hq != 0))
+    return emitOpError() << "value heads (" << H << ") must be a multiple of query heads ("
+                         << Hq << ")";
+  SmallVector<int64_t> seq = {qs[0], qs[1], H};
+  SmallVector<int64_t> withV = {qs[0], qs[1], H, V};
+  SmallVector<int64_t> withK = {qs[0], qs[1], H, K};
   struct Want {
     StringRef name;
     Value value;
     SmallVector<int64_t> shape;
     StringRef meaning;
   };
-  SmallVector<Want> wants = {{"key", getKey(), withK, "like query"},
+  SmallVector<Want> wants = {{"key", getKey(), SmallVector<int64_t>(qs), "like query"},
                              {"value", getValue(), withV, "[batch, time, heads, value_dim]"},
                              {"output", getOutput(), withV, "like value"},
                              {"beta", getBeta(), seq, "[batch, time, heads]"}};
@@ -321,11 +326,13 @@ LogicalResult LinearAttentionOp::verify() {
     if (!ShapedType::isDynamic(n1) && n1 < 2)
       return emitOpError() << "offsets must hold at least 2 entries, got " << n1;
   }
-  SmallVector<int64_t> stateShape = {N, qs[2], K, V};
+  SmallVector<int64_t> stateShape = {N, H, K, V};
   wants.push_back({"initial_state", getInitialState(), stateShape,
                    "[sequences, heads, key_dim, value_dim]"});
   wants.push_back({"final_state", getFinalState(), stateShape,
                    "[sequences, heads, key_dim, value_dim]"});
+  wants.push_back({"workspace", getWorkspace(), {qs[0], qs[1], H, K + V},
+                   "[batch, time, heads, key_dim + value_dim]"});
   for (const Want &w : wants) {
     if (!w.value)
       continue;
@@ -335,6 +342,13 @@ LogicalResult LinearAttentionOp::verify() {
                            << w.meaning << "), got " << shapeString(got);
   }
 
+  if (Value ws = getWorkspace()) {
+    if (!getBeta())
+      return emitOpError("workspace serves the delta rule only: it needs beta");
+    if (typeOf(ws).getElementType() != typeOf(getKey()).getElementType())
+      return emitOpError() << "workspace element type " << typeOf(ws).getElementType()
+                           << " differs from key's " << typeOf(getKey()).getElementType();
+  }
   if (!getOutput() && !getFinalState())
     return emitOpError("has nothing to write: give outs, final or both");
   Type state = getStateElementType();

@@ -53,11 +53,13 @@ def _memref(shape, element: str, unit_last: bool) -> str:
 @functools.lru_cache(maxsize=None)
 def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, has_beta: bool,
                         beta: str, has_init: bool, offsets: Optional[str], has_final: bool,
-                        state: str, out: Optional[str] = "") -> Tuple[str, int]:
+                        state: str, out: Optional[str] = "", workspace: bool = False
+                        ) -> Tuple[str, int]:
     """The `mixer.linear_attention` function of one specialisation (buffer form).
     decay: "none", "scalar" ([B, T, H]) or "vector" ([B, T, H, K]). Returns the IR and
     the position of the `scale` argument (a scalar of the state type). out: the output's
-    element type ("": v's; None: no output, the state pass)."""
+    element type ("": v's; None: no output, the state pass). workspace: a [B, T, H, K + V]
+    scratch operand of k's type (the chunked delta rule's WY factors)."""
     tq = _memref((None, None, None, K), qk, True)
     tv = _memref((None, None, None, V), v, True)
     tout = _memref((None, None, None, V), out or v, True)
@@ -88,6 +90,10 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
     if has_final:
         args.append(f"%hT: {ts}")
         uses.append(f"final(%hT : {ts})")
+    if workspace:
+        tw = _memref((None, None, None, K + V), qk, True)
+        args.append(f"%ws: {tw}")
+        uses.append(f"workspace(%ws : {tw})")
     body = "mixer.linear_attention " + " ".join(uses)
     ir = (f"func.func @la({', '.join(args)}) attributes {{llvm.emit_c_interface}} {{\n"
           f"  {body}\n  return\n}}\n")
@@ -120,13 +126,14 @@ def _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay: bool):
             _fail(fn, f"{name} must be float16/bfloat16/float32/float64, got {x.dtype}", TypeError)
     if k.shape != q.shape:
         _fail(fn, f"k must have the shape of q {tuple(q.shape)}, got {tuple(k.shape)}")
-    if v.shape[:3] != q.shape[:3]:
-        _fail(fn, f"v must have shape [batch, time, heads, value_dim] = "
-                  f"{list(q.shape[:3])} + [V], got {tuple(v.shape)}")
+    if v.shape[:2] != q.shape[:2] or q.shape[2] == 0 or v.shape[2] % q.shape[2] != 0:
+        _fail(fn, f"v must have shape [batch, time, value_heads, value_dim] with "
+                  f"[batch, time] = {list(q.shape[:2])} and value_heads a multiple of q's "
+                  f"{q.shape[2]} heads (grouped value heads), got {tuple(v.shape)}")
     if not (q.dtype == k.dtype == v.dtype):
         _fail(fn, f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}", TypeError)
-    B, T, H, K = q.shape
-    V = v.shape[3]
+    B, T, _, K = q.shape
+    H, V = v.shape[2], v.shape[3]  # value heads: decays, beta, states and o follow them
     if K == 0 or V == 0:
         _fail(fn, f"head dimensions must be positive, got K={K}, V={V}")
     named = [("q", q), ("k", k), ("v", v), ("g", g), ("beta", beta),
@@ -191,12 +198,17 @@ def _invoke(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, o, final,
         torch.float64 if q.dtype == torch.float64 else torch.float32)
     vector_decay = g is not None and g.dim() == 4
     decay = "none" if g is None else ("vector" if vector_decay else "scalar")
+    # The chunked delta rule writes each chunk's WY factors to a scratch buffer.
+    workspace = None
+    if beta is not None and o is not None and _delta_rule_on_tensor_cores(q, v, g, o.dtype):
+        workspace = torch.empty(v.shape[:3] + (K + V,), dtype=q.dtype, device=q.device)
     ir, scale_pos = linear_attention_ir(
         _ELEMENT[q.dtype], _ELEMENT[v.dtype], K, V, decay,
         _ELEMENT[g.dtype] if g is not None else "f32", beta is not None,
         _ELEMENT[beta.dtype] if beta is not None else "f32", initial_state is not None,
         None if cu_seqlens is None else ("i32" if cu_seqlens.dtype == torch.int32 else "i64"),
-        final is not None, _ELEMENT[state_dtype], None if o is None else _ELEMENT[o.dtype])
+        final is not None, _ELEMENT[state_dtype], None if o is None else _ELEMENT[o.dtype],
+        workspace is not None)
     N = q.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1
     options = gpu_config(N * q.shape[2], V, q.device) if q.is_cuda else None
     key = ("linear_attention", q.device, ir, options)
@@ -205,7 +217,7 @@ def _invoke(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, o, final,
         q, k, v, g, beta, o = [None if x is None else TimeReversed(x)
                                for x in (q, k, v, g, beta, o)]
     args = [q, k, v] + [x for x in (g, beta) if x is not None] + [float(scale)]
-    args += [x for x in (initial_state, cu_seqlens, o, final) if x is not None]
+    args += [x for x in (initial_state, cu_seqlens, o, final, workspace) if x is not None]
     scalar = ctypes.c_double if state_dtype == torch.float64 else ctypes.c_float
     kernel = _kernel(key, ir, len(args), device, options, entry="la",
                      scalar_args={scale_pos: scalar})
@@ -218,8 +230,8 @@ def _launch(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, output_fi
     otherwise (the backward asks for float32 dq/dk). reverse: time runs backwards
     (the op on the time-flipped operands, its output flipped back; cu_seqlens then
     describes the flipped row). Returns (o, final or None)."""
-    B, T, H, K = q.shape
-    V = v.shape[3]
+    B, T, _, K = q.shape
+    H, V = v.shape[2], v.shape[3]
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
     state_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     o = torch.empty((B, T, H, V), dtype=out_dtype or v.dtype, device=v.device)
@@ -280,6 +292,15 @@ def _chunked_on_tensor_cores(q, v, g, beta, out_dtype) -> bool:
     return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and v.dtype == q.dtype
             and beta is None and (g is None or g.dim() == 3) and K % 16 == 0 and K <= 128
             and V % 64 == 0 and out_dtype in (q.dtype, torch.float32))
+
+
+def _delta_rule_on_tensor_cores(q, v, g, out_dtype) -> bool:
+    """Whether the CUDA pipeline lowers a delta rule to the chunked tensor-core kernels
+    (mmaIneligibility and deltaRulePrepareIneligibility in lib/Conversion/MixerToGPU)."""
+    K, V = q.shape[3], v.shape[3]
+    return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and v.dtype == q.dtype
+            and (g is None or g.dim() == 3) and K % 16 == 0 and K <= 128 and V % 64 == 0
+            and V <= 256 and out_dtype in (q.dtype, torch.float32))
 
 
 def split_length(N: int, H: int, V: int, tokens: int, longest: Optional[int],
@@ -354,8 +375,8 @@ def _run_split(q, k, v, g, scale, initial_state, cu_seqlens, o, final, piece: in
                reverse: bool) -> bool:
     """The split schedule into o and final; False (nothing done) when the operands
     cannot be viewed as one packed row."""
-    B, T, H, K = q.shape
-    V = v.shape[3]
+    B, T, _, K = q.shape
+    H, V = v.shape[2], v.shape[3]
     try:
         row = lambda x: x if cu_seqlens is not None else x.view(1, B * T, *x.shape[2:])  # noqa: E731
         qf, kf, vf, of = row(q), row(k), row(v), row(o)
@@ -426,8 +447,8 @@ def _linear_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 @_linear_attention_op.register_fake
 def _linear_attention_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens,
                            output_final_state, vector_decay, out_dtype, reverse):
-    B, T, H, K = q.shape
-    V = v.shape[3]
+    B, T, _, K = q.shape
+    H, V = v.shape[2], v.shape[3]
     N = B if cu_seqlens is None else cu_seqlens.shape[0] - 1
     state_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     o = v.new_empty((B, T, H, V), dtype=out_dtype or v.dtype)
@@ -515,6 +536,11 @@ def _backward(ctx, do, dfinal):
     q, k, v, g, h0, cu, final = ctx.saved_tensors
     need_q, need_k, need_v, need_g, _, _, need_h0 = ctx.needs_input_grad[:7]
     need_g = need_g and g is not None
+    # Grouped value heads: the passes below run per value head on q and k repeated
+    # over each group; their gradients are summed over the group at the end.
+    group = v.shape[2] // q.shape[2]
+    if group > 1:
+        q, k = q.repeat_interleave(group, 2), k.repeat_interleave(group, 2)
     B, T, H, K = q.shape
     N = B if cu is None else cu.numel() - 1
     if not ctx.output_final_state or dfinal is None or dfinal.numel() == 0:
@@ -567,6 +593,10 @@ def _backward(ctx, do, dfinal):
                 last = torch.where((cu[1:] > cu[:-1]).view(N, 1), last, 0.0)
                 dG[0].index_add_(0, ends, last)
         grads["g"] = _sequence_suffix_sum(dG, cu).to(g.dtype)
+    if group > 1:
+        for name in ("q", "k"):
+            if grads[name] is not None:
+                grads[name] = grads[name].view(B, T, H // group, group, K).sum(3)
     return (grads["q"], grads["k"], grads["v"], grads["g"], None, None, grads["h0"], None,
             None, None, None, None)
 

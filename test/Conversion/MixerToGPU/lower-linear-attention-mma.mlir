@@ -79,14 +79,54 @@ func.func @state_pass(%q: !q, %g: memref<?x?x?xf32>, %s: f32, %cu: memref<?xi32>
 
 // -----
 
-// The delta rule is not chunked on tensor cores yet: the op stays for the
-// recurrent lowering (or, with require, is rejected).
-// CHECK-LABEL: func.func @delta_rule_is_left
+// The gated delta rule with a workspace: two launches. The first, a block per
+// (chunk, head, sequence), computes A = K K^T (mma), solves T = (I + A)^-1 by
+// forward substitution on the first two warps (broadcast 4-vector reads of A)
+// and writes W = T K' and U = T V' to the workspace. The second is the
+// sequential pass: it stages W and U (from column K = 64 on) instead of V and
+// corrects the values as U - W S before the scores. Query/key heads are
+// value heads divided by the group H / Hq.
+// CHECK-LABEL: func.func @gated_delta_rule
+// CHECK:       %[[H:.*]] = memref.dim %arg1, %c2
+// CHECK:       %[[HQ:.*]] = memref.dim %arg0, %c2
+// CHECK:       %[[GROUP:.*]] = arith.divui %[[H]], %[[HQ]]
+// CHECK:       gpu.launch
+// CHECK:         arith.divui %{{.*}}, %[[GROUP]]
+// CHECK:         nvvm.cp.async.wait.group 0
+// CHECK:         nvvm.mma.sync
+// CHECK:         vector.load {{.*}} vector<4xf32>
+// CHECK:         math.fma
+// CHECK:         vector.store {{.*}} : memref<?x?x?x128xbf16, strided<[?, ?, ?, 1], offset: ?>>, vector<2xbf16>
+// CHECK:         gpu.terminator
+// CHECK:       gpu.launch
+// CHECK:         scf.for
+// CHECK:           nvvm.cp.async.wait.group 1
+// CHECK:           nvvm.mma.sync
+// CHECK:           arith.subf {{.*}} : vector<2xf32>
+// CHECK:           gpu.barrier
+// CHECK:           scf.yield
+// CHECK-NOT:   mixer.linear_attention
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!v = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!w = memref<?x?x?x128xbf16, strided<[?, ?, ?, 1], offset: ?>>
+func.func @gated_delta_rule(%q: !q, %v: !v, %g: memref<?x?x?xf32>, %b: memref<?x?x?xbf16>,
+                            %s: f32, %o: !v, %ws: !w) {
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%v : !v)
+      log_decay(%g : memref<?x?x?xf32>) beta(%b : memref<?x?x?xbf16>) scale(%s : f32)
+      outs(%o : !v) workspace(%ws : !w)
+  return
+}
+
+// -----
+
+// Without a workspace the delta rule has nowhere to put its WY factors: the op
+// stays for the recurrent lowering (or, with require, is rejected).
+// CHECK-LABEL: func.func @delta_rule_without_workspace_is_left
 // CHECK:       mixer.linear_attention
 // CHECK-NOT:   gpu.launch
-func.func @delta_rule_is_left(%q: memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>,
+func.func @delta_rule_without_workspace_is_left(%q: memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>,
                               %b: memref<?x?x?xbf16>, %s: f32) {
-  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: delta rule}}
+  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: delta rule without a workspace}}
   mixer.linear_attention query(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>)
       key(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>)
       value(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>)

@@ -101,3 +101,49 @@ func.func @nothing_to_write(%q: memref<1x8x4x16xbf16>, %s: f32) {
       value(%q : memref<1x8x4x16xbf16>) scale(%s : f32)
   return
 }
+
+// -----
+
+// Grouped value heads (GVA): 2 query/key heads serve 6 value heads; decays,
+// beta, states and the workspace [B, T, H, K + V] follow the value heads.
+// CHECK-LABEL: func.func @grouped_heads_with_workspace
+// CHECK: workspace(%{{.*}} : memref<1x8x6x48xbf16>)
+func.func @grouped_heads_with_workspace(%q: memref<1x8x2x16xbf16>, %v: memref<1x8x6x32xbf16>,
+    %b: memref<1x8x6xf32>, %s: f32, %hT: memref<1x6x16x32xf32>, %ws: memref<1x8x6x48xbf16>) {
+  mixer.linear_attention query(%q : memref<1x8x2x16xbf16>) key(%q : memref<1x8x2x16xbf16>)
+      value(%v : memref<1x8x6x32xbf16>) beta(%b : memref<1x8x6xf32>) scale(%s : f32)
+      outs(%v : memref<1x8x6x32xbf16>) final(%hT : memref<1x6x16x32xf32>)
+      workspace(%ws : memref<1x8x6x48xbf16>)
+  return
+}
+
+// -----
+
+func.func @heads_not_grouped(%q: memref<1x8x4x16xf32>, %v: memref<1x8x6x16xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op value heads (6) must be a multiple of query heads (4)}}
+  mixer.linear_attention query(%q : memref<1x8x4x16xf32>) key(%q : memref<1x8x4x16xf32>)
+      value(%v : memref<1x8x6x16xf32>) scale(%s : f32) outs(%v : memref<1x8x6x16xf32>)
+  return
+}
+
+// -----
+
+func.func @workspace_shape(%q: memref<1x8x4x16xbf16>, %b: memref<1x8x4xf32>, %s: f32,
+                           %ws: memref<1x8x4x16xbf16>) {
+  // expected-error @+1 {{'mixer.linear_attention' op workspace must have shape [1, 8, 4, 32] ([batch, time, heads, key_dim + value_dim]), got [1, 8, 4, 16]}}
+  mixer.linear_attention query(%q : memref<1x8x4x16xbf16>) key(%q : memref<1x8x4x16xbf16>)
+      value(%q : memref<1x8x4x16xbf16>) beta(%b : memref<1x8x4xf32>) scale(%s : f32)
+      outs(%q : memref<1x8x4x16xbf16>) workspace(%ws : memref<1x8x4x16xbf16>)
+  return
+}
+
+// -----
+
+func.func @workspace_without_beta(%q: memref<1x8x4x16xbf16>, %s: f32,
+                                  %ws: memref<1x8x4x32xbf16>) {
+  // expected-error @+1 {{'mixer.linear_attention' op workspace serves the delta rule only: it needs beta}}
+  mixer.linear_attention query(%q : memref<1x8x4x16xbf16>) key(%q : memref<1x8x4x16xbf16>)
+      value(%q : memref<1x8x4x16xbf16>) scale(%s : f32) outs(%q : memref<1x8x4x16xbf16>)
+      workspace(%ws : memref<1x8x4x32xbf16>)
+  return
+}

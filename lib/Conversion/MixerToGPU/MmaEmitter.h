@@ -1,0 +1,256 @@
+//===- MmaEmitter.h - building blocks of the tensor-core kernels -*- C++ -*-===//
+//
+// What the chunked linear-attention kernels (the fused pass in
+// LowerLinearAttentionMma.cpp, the delta rule's WY preparation in
+// DeltaRulePrepare.cpp) have in common, emitted inside a gpu.launch body:
+// lane ids, dynamic shared memory, ldmatrix and mma.sync m16n8k16 fragments,
+// cp.async row copies with zero-fill, and the chunk's prefix sums of log
+// decays. Operands are 16-bit floats (bf16 or f16), accumulators f32.
+//
+// Fragment layouts are the PTX ISA's for mma.m16n8k16: lane = 4 gq + tq holds
+// accumulator rows gq and gq + 8, columns 2 tq and 2 tq + 1 of an m16n8 tile.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MIXIR_CONVERSION_MIXERTOGPU_MMAEMITTER_H
+#define MIXIR_CONVERSION_MIXERTOGPU_MMAEMITTER_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+namespace mlir::mixer {
+
+constexpr int64_t kMmaChunk = 64; // steps per chunk (C)
+constexpr int64_t kMmaPad = 8;    // elements of row padding in shared memory
+
+class LinearAttentionOp;
+
+/// Why the delta rule of `op` cannot take the chunked tensor-core path, or "".
+std::string deltaRulePrepareIneligibility(LinearAttentionOp op);
+
+/// Emits, before `op`, the gpu.launch that writes every chunk's WY factors
+/// W = T diag(beta exp(gamma)) K and U = T diag(beta) V, T = (I + A)^-1, into
+/// the op's workspace (see DeltaRulePrepare.cpp).
+void emitDeltaRulePrepare(LinearAttentionOp op, ImplicitLocOpBuilder &b);
+
+struct MmaEmitter {
+  ImplicitLocOpBuilder &b;
+  Type elt; // bf16 or f16 operands
+
+  // Set by beginKernel.
+  Value tid, lane, warp;
+  Value laneRow, laneHi, laneQuad; // lane % 8, (lane / 8) % 2, lane / 16: ldmatrix rows
+  Value gq, tq, tq2;               // accumulator fragment: lane / 4, lane % 4, 2 tq
+  Value smemBase;                  // !llvm.ptr<3>
+  Value smem;                      // memref<?xi8, workgroup>
+
+  MmaEmitter(ImplicitLocOpBuilder &b, Type elt) : b(b), elt(elt) {}
+
+  Value idx(int64_t i) { return arith::ConstantIndexOp::create(b, i); }
+  Value f32(double x) { return arith::ConstantOp::create(b, b.getF32FloatAttr(x)); }
+  Value i32(int64_t x) { return arith::ConstantIntOp::create(b, b.getI32Type(), x); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
+  Value addc(Value x, int64_t c) { return c ? add(x, idx(c)) : x; }
+  Value ult(Value x, Value y) {
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::ult, x, y);
+  }
+
+  /// Lane ids from the thread id and the dynamic shared memory base.
+  void beginKernel(Value threadId) {
+    MLIRContext *ctx = b.getContext();
+    tid = threadId;
+    lane = arith::RemUIOp::create(b, tid, idx(32));
+    warp = arith::DivUIOp::create(b, tid, idx(32));
+    laneRow = arith::RemUIOp::create(b, lane, idx(8));
+    laneHi = arith::RemUIOp::create(b, arith::DivUIOp::create(b, lane, idx(8)), idx(2));
+    laneQuad = arith::DivUIOp::create(b, lane, idx(16));
+    gq = arith::DivUIOp::create(b, lane, idx(4));
+    tq = arith::RemUIOp::create(b, lane, idx(4));
+    tq2 = mul(tq, idx(2));
+    auto ws = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+    smem = gpu::DynamicSharedMemoryOp::create(
+        b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(), MemRefLayoutAttrInterface{},
+                           ws));
+    Value p = memref::ExtractAlignedPointerAsIndexOp::create(b, smem);
+    Value p64 = arith::IndexCastOp::create(b, b.getI64Type(), p);
+    smemBase = LLVM::IntToPtrOp::create(b, LLVM::LLVMPointerType::get(ctx, 3), p64);
+  }
+
+  /// A typed 2-D view of shared memory at a byte offset.
+  Value view(Value offset, int64_t rows, int64_t cols, Type t) {
+    auto ws = gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
+    auto ty = MemRefType::get({rows, cols}, t, MemRefLayoutAttrInterface{}, ws);
+    return memref::ViewOp::create(b, ty, smem, offset, ValueRange{});
+  }
+  Value view(int64_t offset, int64_t rows, int64_t cols, Type t) {
+    return view(idx(offset), rows, cols, t);
+  }
+
+  /// ldmatrix.x4 at byte offset `bufOffset` + (row, col) of a 16-bit buffer
+  /// with `stride` elements per row; `trans` transposes each 8x8 tile.
+  SmallVector<Value, 4> ldmatrix(Value bufOffset, int64_t stride, Value row, Value col,
+                                 bool trans) {
+    Value off = add(add(mul(row, idx(stride * 2)), mul(col, idx(2))), bufOffset);
+    Value off64 = arith::IndexCastOp::create(b, b.getI64Type(), off);
+    auto ptrTy = LLVM::LLVMPointerType::get(b.getContext(), 3);
+    Value ptr = LLVM::GEPOp::create(b, ptrTy, b.getI8Type(), smemBase, ValueRange{off64});
+    auto i32Ty = b.getI32Type();
+    auto structTy =
+        LLVM::LLVMStructType::getLiteral(b.getContext(), {i32Ty, i32Ty, i32Ty, i32Ty});
+    Value m = NVVM::LdMatrixOp::create(
+        b, structTy, ptr, 4, trans ? NVVM::MMALayout::col : NVVM::MMALayout::row,
+        NVVM::LdStMatrixShapeAttr::get(b.getContext(), 8, 8), NVVM::LdStMatrixEltType::B16);
+    SmallVector<Value, 4> regs;
+    for (int64_t i = 0; i < 4; ++i)
+      regs.push_back(LLVM::ExtractValueOp::create(b, m, i));
+    return regs;
+  }
+
+  /// The lane's row and column inside a 16x16 block for the four ldmatrix
+  /// patterns: A from [m][k] storage, B from [n][k], B from [k][n] (trans) and
+  /// A from [k][m] (trans).
+  std::pair<Value, Value> laneA() { return {add(laneRow, mul(laneHi, idx(8))), mul(laneQuad, idx(8))}; }
+  std::pair<Value, Value> laneBnk() { return {add(laneRow, mul(laneQuad, idx(8))), mul(laneHi, idx(8))}; }
+  std::pair<Value, Value> laneBkn() { return {add(laneRow, mul(laneHi, idx(8))), mul(laneQuad, idx(8))}; }
+  std::pair<Value, Value> laneAkm() { return {add(laneRow, mul(laneQuad, idx(8))), mul(laneHi, idx(8))}; }
+
+  /// d = a * b + c on one m16n8k16 tile; a: 4 regs, b: 2 regs, c: 4 floats.
+  SmallVector<Value, 4> mma(ArrayRef<Value> a, ArrayRef<Value> bf, ArrayRef<Value> c) {
+    auto f32Ty = b.getF32Type();
+    auto structTy =
+        LLVM::LLVMStructType::getLiteral(b.getContext(), {f32Ty, f32Ty, f32Ty, f32Ty});
+    bool f16 = elt.isF16();
+    auto asOperand = [&](ArrayRef<Value> regs) {
+      // f16 operands are <2 x half> in NVVM, bf16 ones are i32.
+      SmallVector<Value> out;
+      for (Value r : regs)
+        out.push_back(f16 ? LLVM::BitcastOp::create(b, VectorType::get({2}, elt), r).getResult()
+                          : r);
+      return out;
+    };
+    NVVM::MMATypes t = f16 ? NVVM::MMATypes::f16 : NVVM::MMATypes::bf16;
+    Value d = NVVM::MmaOp::create(b, structTy, asOperand(a), asOperand(bf), c, {16, 8, 16},
+                                  std::nullopt, std::nullopt,
+                                  std::array<NVVM::MMATypes, 2>{t, t},
+                                  std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                                                 NVVM::MMALayout::col});
+    SmallVector<Value, 4> out;
+    for (int64_t i = 0; i < 4; ++i)
+      out.push_back(LLVM::ExtractValueOp::create(b, d, i));
+    return out;
+  }
+
+  /// Two f32 values as one register of two 16-bit floats (x in the low half).
+  Value pack(Value x, Value y) {
+    Value lo = arith::TruncFOp::create(b, elt, x), hi = arith::TruncFOp::create(b, elt, y);
+    Value v = vector::FromElementsOp::create(b, VectorType::get({2}, elt), ValueRange{lo, hi});
+    return LLVM::BitcastOp::create(b, b.getI32Type(), v);
+  }
+
+  /// A global [rows, time, heads, cols] operand as a byte address plus
+  /// element strides (for cp.async).
+  struct Global {
+    Value base, offset;
+    SmallVector<Value, 4> strides;
+  };
+  Global globalOf(Value memref) {
+    auto md = memref::ExtractStridedMetadataOp::create(b, memref);
+    Global g;
+    g.base = memref::ExtractAlignedPointerAsIndexOp::create(b, memref);
+    g.offset = md.getOffset();
+    for (Value st : md.getStrides())
+      g.strides.push_back(st);
+    return g;
+  }
+
+  /// The rows' time steps of one chunk and which of them exist.
+  struct ChunkRows {
+    Value row;     // batch row
+    Value t0;      // time of the chunk's first step
+    Value valid;   // steps of the chunk inside the sequence (<= C)
+    Value lastRow; // time of the sequence's last step (clamps loads)
+  };
+
+  /// Copies `cols` 16-bit columns (from `colBase`) of the chunk's C rows of
+  /// `g` at head `head` to shared memory at byte `dst` (rows `stride`
+  /// elements apart): 16 bytes per thread and step of `threads`, issued
+  /// asynchronously; rows past the sequence are zero-filled (their source
+  /// address is clamped to a valid row).
+  void copyRowsAsync(const Global &g, Value dst, int64_t stride, int64_t cols, Value colBase,
+                     const ChunkRows &rows, Value head, int64_t threads) {
+    MLIRContext *ctx = b.getContext();
+    int64_t perRow = cols / 8, total = kMmaChunk * perRow;
+    for (int64_t i0 = 0; i0 < total; i0 += threads) {
+      Value i = addc(tid, i0);
+      Value r = arith::DivUIOp::create(b, i, idx(perRow));
+      Value col = mul(arith::RemUIOp::create(b, i, idx(perRow)), idx(8));
+      Value inside = ult(r, rows.valid);
+      Value t = arith::MinUIOp::create(b, add(rows.t0, r), rows.lastRow);
+      Value e = add(g.offset, add(add(mul(rows.row, g.strides[0]), mul(t, g.strides[1])),
+                                  add(mul(head, g.strides[2]), add(colBase, col))));
+      Value src = add(g.base, mul(e, idx(2)));
+      Value to = add(dst, add(mul(r, idx(stride * 2)), mul(col, idx(2))));
+      Value bytes = arith::SelectOp::create(b, inside, i32(16), i32(0));
+      Value d64 = arith::IndexCastOp::create(b, b.getI64Type(), to);
+      Value dptr = LLVM::GEPOp::create(b, LLVM::LLVMPointerType::get(ctx, 3), b.getI8Type(),
+                                       smemBase, ValueRange{d64});
+      Value s64 = arith::IndexCastOp::create(b, b.getI64Type(), src);
+      Value generic = LLVM::IntToPtrOp::create(b, LLVM::LLVMPointerType::get(ctx), s64);
+      Value global =
+          LLVM::AddrSpaceCastOp::create(b, LLVM::LLVMPointerType::get(ctx, 1), generic);
+      NVVM::CpAsyncOp::create(b, dptr, global, 16, NVVM::LoadCacheModifierKind::CG, bytes);
+    }
+  }
+
+  /// The chunk's inclusive prefix sums of the per-head log decays `g`
+  /// [B, T, H] into gS [1, C] (f32), by one warp: two steps per lane, a
+  /// shuffle scan over lanes. Steps past the sequence add 0. The caller
+  /// guards it to a single warp and synchronises after it.
+  void decayPrefixSums(Value g, const ChunkRows &rows, Value head, Value gS) {
+    Value zero = idx(0);
+    auto gate = [&](Value r) {
+      Value t = arith::MinUIOp::create(b, add(rows.t0, r), rows.lastRow);
+      Value x = memref::LoadOp::create(b, g, ValueRange{rows.row, t, head});
+      if (!x.getType().isF32())
+        x = arith::ExtFOp::create(b, b.getF32Type(), x);
+      return arith::SelectOp::create(b, ult(r, rows.valid), x, f32(0.0)).getResult();
+    };
+    Value r0 = mul(lane, idx(2)), r1 = addc(r0, 1);
+    Value a = gate(r0), a1 = gate(r1);
+    Value incl = arith::AddFOp::create(b, a, a1);
+    Value width = i32(32);
+    for (int32_t off = 1; off < 32; off *= 2) {
+      auto sh = gpu::ShuffleOp::create(b, incl, i32(off), width, gpu::ShuffleMode::UP);
+      Value got = arith::SelectOp::create(b, sh.getValid(), sh.getShuffleResult(), f32(0.0));
+      incl = arith::AddFOp::create(b, incl, got);
+    }
+    auto prev = gpu::ShuffleOp::create(b, incl, i32(1), width, gpu::ShuffleMode::UP);
+    Value excl = arith::SelectOp::create(b, prev.getValid(), prev.getShuffleResult(), f32(0.0));
+    Value g0 = arith::AddFOp::create(b, excl, a);
+    memref::StoreOp::create(b, g0, gS, ValueRange{zero, r0});
+    memref::StoreOp::create(b, arith::AddFOp::create(b, g0, a1), gS, ValueRange{zero, r1});
+  }
+
+  /// The time range of sequence `n`: (batch row, first step, length).
+  std::tuple<Value, Value, Value> sequenceRange(Value offsets, Value n, Value T) {
+    if (!offsets)
+      return {n, idx(0), T};
+    auto offset = [&](Value i) {
+      Value o = memref::LoadOp::create(b, offsets, ValueRange{i});
+      return arith::IndexCastOp::create(b, b.getIndexType(), o).getResult();
+    };
+    Value start = offset(n);
+    return {idx(0), start, arith::SubIOp::create(b, offset(addc(n, 1)), start)};
+  }
+};
+
+} // namespace mlir::mixer
+
+#endif // MIXIR_CONVERSION_MIXERTOGPU_MMAEMITTER_H
