@@ -92,6 +92,8 @@ def run_s2(a, peers):
         line = f"S2 {i:2d} (h_qk, h_v)=({Hq:2d},{Hv:2d}) {'+'.join(map(str, [T] if cu is None else [y - x for x, y in zip(cu, cu[1:])])):>11s} x{B} "
         if "ours_ms" in row:
             line += f"ours {row['ours_ms']:.3f} ms {row['ours_tflops']:6.1f} TFLOP/s"
+        if "kernels_us" in row:
+            line += " | kernels " + ", ".join(f"{k}: {t}" for k, t in row["kernels_us"].items())
         if "fla_ms" in row:
             line += f" | fla {row['fla_ms']:.3f} ms | x{row['speedup_vs_fla']:.2f}" \
                     f" | rel {row['max_rel_vs_fla']:.1e}"
@@ -106,13 +108,15 @@ def run_s2(a, peers):
                            "torch": torch.__version__, "rows": rows}, f, indent=1)
 
 
-def make(B, T, H, D, delta, seed=0):
+def make(B, T, H, D, delta, seed=0, per_key=False):
     g = torch.Generator(device="cuda").manual_seed(seed)
     q = torch.randn(B, T, H, D, device="cuda", generator=g)
     k = torch.randn(B, T, H, D, device="cuda", generator=g)
     v = torch.randn(B, T, H, D, device="cuda", generator=g).bfloat16()
     q, k = F.normalize(q, dim=-1).bfloat16(), F.normalize(k, dim=-1).bfloat16()
-    gate = F.logsigmoid(torch.randn(B, T, H, device="cuda", generator=g)) / 16
+    # fla's GLA layers: logsigmoid gates over a normaliser of 16
+    gate = F.logsigmoid(torch.randn(B, T, H, *((D,) if per_key else ()), device="cuda",
+                                    generator=g)) / 16
     beta = torch.sigmoid(torch.randn(B, T, H, device="cuda", generator=g)).bfloat16() \
         if delta else None
     return q, k, v, gate, beta
@@ -130,11 +134,28 @@ def fla_ops():
         return {}
 
 
-def run_case(name, ours, peer, args, kwargs, nflop, quick_ours_only=False):
+PROFILE = False  # --profile: each row also lists our kernels' device times
+
+
+def kernel_times(fn, calls=5):
+    """Device microseconds per call of each kernel fn launches (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as p:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    return {e.key[:48]: round(e.device_time_total / calls, 1) for e in p.key_averages()
+            if e.device_time_total > 0}
+
+
+def run_case(name, ours, peer, args, kwargs, nflop):
     row = {"op": name}
     o, _ = ours(*args, **kwargs)
     row["ours_ms"] = ms = bench(lambda: ours(*args, **kwargs))
     row["ours_tflops"] = nflop / ms / 1e9
+    if PROFILE:
+        row["kernels_us"] = kernel_times(lambda: ours(*args, **kwargs))
     if peer is not None:
         try:
             po, _ = peer(*args, **kwargs)
@@ -186,7 +207,10 @@ def main():
     ap.add_argument("--rows", default=None,
                     help="comma-separated S1 row indices (0-5) and/or 'varlen' (default all)")
     ap.add_argument("--set", default="s1", choices=("s1", "s2"))
+    ap.add_argument("--profile", action="store_true", help="our kernels' device times per row")
     a = ap.parse_args()
+    global PROFILE
+    PROFILE = a.profile
     peers = fla_ops()
     if a.set == "s2":
         return run_s2(a, peers)
@@ -200,21 +224,22 @@ def main():
                  if str(i) in keep or (c[1] is not None and "varlen" in keep)]
     for (B, T, H, D), cu in cases:
         for op in ops:
-            delta = op == "gated_delta_rule"
+            delta, per_key = op == "gated_delta_rule", op == "gla"
             if delta and D > 128:
                 # K = 256: ours is the recurrent kernel (the delta rule couples the key
                 # dimensions, so no key split); not measured, to keep the run short.
                 continue
-            q, k, v, g, beta = make(B, T, H, D, delta)
+            q, k, v, g, beta = make(B, T, H, D, delta, per_key=per_key)
             kw = {}
             if cu is not None:
                 kw["cu_seqlens"] = torch.tensor(cu, dtype=torch.int32, device="cuda")
             args = (q, k, v, g) + ((beta,) if delta else ())
-            ours = la.chunk_gated_delta_rule if delta else la.chunk_simple_gla
+            ours = {"gated_delta_rule": la.chunk_gated_delta_rule, "gla": la.chunk_gla,
+                    "simple_gla": la.chunk_simple_gla}[op]
             nflop = flops(B, T, H, D, D, delta=delta)
             try:
                 row = run_case(op, ours, peers.get(op), args, kw, nflop)
-                if not delta:
+                if op == "simple_gla":
                     # The same kernel without the sequence split.
                     os.environ["MIXIR_LA_SPLIT"] = "0"
                     row["unsplit_ms"] = bench(lambda: ours(*args, **kw))
@@ -243,6 +268,9 @@ def main():
                         f" | x{row['speedup_vs_fla']:.2f} | rel {row['max_rel_vs_fla']:.1e}"
             if "unsplit_ms" in row:
                 line += f" | unsplit {row['unsplit_ms']:.3f} ms"
+            if "kernels_us" in row:
+                line += " | kernels " + ", ".join(f"{k}: {t}" for k, t in
+                                                  row["kernels_us"].items())
             if row.get("pieces_ms"):
                 line += " | pieces " + ", ".join(f"{p}: {t:.3f}" for p, t in
                                                  row["pieces_ms"].items())

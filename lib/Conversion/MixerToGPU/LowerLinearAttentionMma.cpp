@@ -147,15 +147,24 @@ struct MmaKernelBuilder : MmaEmitter {
   int64_t strideV() const { return BV + kPad; }
   int64_t strideP() const { return kChunk + kPad; }
 
-  int64_t stageBytes = 0; // one chunk's Q, K (W) and V (U); two stages alternate
+  // Two stages alternate: one chunk's Q, K and V. The delta rule's stage is
+  // K and U only; its Q and W have one buffer each, refilled for the next
+  // chunk as soon as this chunk's last reader is past a barrier. That keeps a
+  // block at 107 KB for K = V = 128 (two per SM) instead of 141 KB.
+  int64_t stageBytes = 0;
+  int64_t singleBytes = 0; // the delta rule's Q and W, after the two stages
   void layoutSharedMemory() {
-    int64_t eb = 2;
+    int64_t eb = 2, rowsQK = kChunk * strideQK() * eb;
     offQ = 0;
-    offK = offQ + kChunk * strideQK() * eb;
-    offW = offK + kChunk * strideQK() * eb;
-    offV = offW + (delta ? kChunk * strideQK() * eb : 0);
+    offK = delta ? 0 : offQ + rowsQK;
+    offV = offK + rowsQK;
     stageBytes = offV + kChunk * strideV() * eb;
-    offVd = 2 * stageBytes;
+    if (delta) {
+      offQ = 2 * stageBytes;
+      offW = offQ + rowsQK;
+      singleBytes = 2 * rowsQK;
+    }
+    offVd = 2 * stageBytes + singleBytes;
     offP = offVd + (decay ? kChunk * strideV() * eb : 0);
     offG = offP + kChunk * strideP() * eb;
     bytes = offG + kChunk * 4;
@@ -236,28 +245,36 @@ void MmaKernelBuilder::build() {
   // 1. Q, K, V of chunk `c` into stage `parity` (cp.async). The delta rule
   //    reads the chunk's W and U (workspace) in place of V: V is replaced by
   //    the corrected values U - W S once S is known.
+  auto stageQ = [&](Value c, Value stageOff) {
+    copyRowsAsync(gq_, addc(stageOff, offQ), strideQK(), K, zero, rowsOf(c), hq, threads);
+  };
+  auto stageW = [&](Value c) {
+    copyRowsAsync(gv_, idx(offW), strideQK(), K, zero, rowsOf(c), h, threads);
+  };
   auto stageChunk = [&](Value c, Value parity) {
     ChunkRows rows = rowsOf(c);
     Value stageOff = mul(parity, idx(stageBytes));
-    if (output)
-      copyRowsAsync(gq_, addc(stageOff, offQ), strideQK(), K, zero, rows, hq, threads);
+    if (output && !delta)
+      stageQ(c, stageOff);
     copyRowsAsync(gk_, addc(stageOff, offK), strideQK(), K, zero, rows, hq, threads);
-    if (delta) {
-      copyRowsAsync(gv_, addc(stageOff, offW), strideQK(), K, zero, rows, h, threads);
-      copyRowsAsync(gv_, addc(stageOff, offV), strideV(), BV, addc(vBaseCol, K), rows, h,
-                    threads);
-    } else {
-      copyRowsAsync(gv_, addc(stageOff, offV), strideV(), BV, vBaseCol, rows, h, threads);
-    }
+    Value colBase = delta ? addc(vBaseCol, K) : vBaseCol;
+    copyRowsAsync(gv_, addc(stageOff, offV), strideV(), BV, colBase, rows, h, threads);
   };
-  {
-    // Prologue: chunk 0 into stage 0.
-    Value any = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, numChunks, zero);
-    auto ifOp = scf::IfOp::create(b, any, /*withElseRegion=*/false);
+  /// Runs `fill` when chunk `c` exists.
+  auto ifChunk = [&](Value c, llvm::function_ref<void()> fill) {
+    auto ifOp = scf::IfOp::create(b, ult(c, numChunks), /*withElseRegion=*/false);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    fill();
+  };
+  // Prologue: chunk 0 into stage 0 (and the delta rule's single buffers).
+  ifChunk(zero, [&] {
     stageChunk(zero, zero);
-  }
+    if (delta) {
+      stageQ(zero, zero);
+      stageW(zero);
+    }
+  });
   NVVM::CpAsyncCommitGroupOp::create(b);
 
   auto loop = scf::ForOp::create(b, zero, numChunks, one, state);
@@ -268,20 +285,16 @@ void MmaKernelBuilder::build() {
   Value t0 = rows.t0, valid = rows.valid;
   Value parity = arith::RemUIOp::create(b, chunk, idx(2));
   Value stageOff = mul(parity, idx(stageBytes));
-  Value offQd = addc(stageOff, offQ), offKd = addc(stageOff, offK),
-        offWd = addc(stageOff, offW), offVdyn = addc(stageOff, offV);
+  Value offQd = delta ? idx(offQ) : addc(stageOff, offQ), offKd = addc(stageOff, offK),
+        offWd = idx(offW), offVdyn = addc(stageOff, offV);
   Value vdOffset = decay ? idx(offVd) : offVdyn;
-  {
-    // Prefetch the next chunk into the other stage (read two chunks ago and
-    // released by the barrier that ended the previous chunk).
-    Value next = add(chunk, one);
-    auto ifOp = scf::IfOp::create(b, ult(next, numChunks), /*withElseRegion=*/false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-    stageChunk(next, arith::SubIOp::create(b, one, parity));
-  }
-  // One group per chunk (empty after the last): waiting until one is pending
-  // completes this chunk's copies.
+  // Prefetch the next chunk into the other stage (read two chunks ago and
+  // released by the barrier that ended the previous chunk).
+  Value next = add(chunk, one);
+  ifChunk(next, [&] { stageChunk(next, arith::SubIOp::create(b, one, parity)); });
+  // One group per stage fill (empty after the last chunk): waiting until one
+  // is pending completes this chunk's copies, including the delta rule's Q
+  // and W, committed before it during the previous chunk.
   NVVM::CpAsyncCommitGroupOp::create(b);
   NVVM::CpAsyncWaitGroupOp::create(b, 1);
   Value vS = view(offVdyn, kChunk, strideV(), elt);
@@ -344,6 +357,9 @@ void MmaKernelBuilder::build() {
         }
     }
     gpu::BarrierOp::create(b); // the decayed values below read every warp's columns
+    // Every warp is done with W: refill it for the next chunk.
+    ifChunk(next, [&] { stageW(next); });
+    NVVM::CpAsyncCommitGroupOp::create(b);
   }
 
   // 3. The decayed values V .* exp(gamma_C - gamma_j) for the state update.
@@ -420,6 +436,11 @@ void MmaKernelBuilder::build() {
     }
   }
   gpu::BarrierOp::create(b); // scores and decayed values are complete
+  if (delta) {
+    // Every warp is done with Q: refill it for the next chunk.
+    ifChunk(next, [&] { stageQ(next, zero); });
+    NVVM::CpAsyncCommitGroupOp::create(b);
+  }
   // 6. Intra-chunk output O += P V (key blocks after the row block are masked
   //    out entirely and skipped), then scale and store.
   if (output) {
