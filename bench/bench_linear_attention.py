@@ -208,6 +208,8 @@ def main():
                     help="comma-separated S1 row indices (0-5) and/or 'varlen' (default all)")
     ap.add_argument("--set", default="s1", choices=("s1", "s2"))
     ap.add_argument("--profile", action="store_true", help="our kernels' device times per row")
+    ap.add_argument("--fwd-only", action="store_true",
+                    help="no forward + backward and no piece-length sweep")
     a = ap.parse_args()
     global PROFILE
     PROFILE = a.profile
@@ -239,7 +241,7 @@ def main():
             nflop = flops(B, T, H, D, D, delta=delta)
             try:
                 row = run_case(op, ours, peers.get(op), args, kw, nflop)
-                if op == "simple_gla":
+                if op == "simple_gla" and not a.fwd_only:
                     # The same kernel without the sequence split.
                     os.environ["MIXIR_LA_SPLIT"] = "0"
                     row["unsplit_ms"] = bench(lambda: ours(*args, **kw))

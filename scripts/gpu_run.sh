@@ -11,7 +11,8 @@
 # results) at .device/triton-cache when one was carried, then runs each command
 # with a time limit ($STEP_LIMIT seconds, default 300) so that one slow step does
 # not lose the others. Output goes to the terminal and $OUT/log.txt; the Triton
-# cache goes back as $OUT/triton-cache.tar.gz for the next call to carry.
+# cache's autotuning results go back as $OUT/triton-cache.tar.gz for the next
+# call to carry (as .device/triton-cache.tar.gz).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -48,7 +49,9 @@ run)
     timeout "${STEP_LIMIT:-300}" bash -c "$cmd"
     echo "== rc=$? after $(( $(date +%s) - start )) s"
   done 2>&1 | tee "$OUT/log.txt"
-  tar -C "$TRITON_CACHE_DIR" -czf "$OUT/triton-cache.tar.gz" .
+  # Only the autotuning results travel back (compiled kernels are too large to):
+  # a later call compiles each chosen config once instead of benchmarking all.
+  (cd "$TRITON_CACHE_DIR" && find . -name '*.autotune.json' | tar -czf "$OUT/triton-cache.tar.gz" -T -)
   ;;
 *)
   echo "usage: $0 pack | run CMD..." >&2

@@ -302,10 +302,12 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     inputs are extended before arithmetic. `chunk_size`, if present, fixes the
     chunk length of chunked lowerings; without it the lowering chooses.
 
-    `workspace` (`[B, T, H, K + V]`, the element type of `key`) is scratch for
-    the chunked lowering of the delta rule, which writes each chunk's WY factors
-    there (W in the first K columns, U in the last V) before the sequential pass
-    reads them; other lowerings ignore it.
+    `workspace` (the element type of `key`) is scratch for chunked lowerings,
+    which write per-chunk factors there before the sequential pass reads them;
+    other lowerings ignore it. For the delta rule it is `[B, T, H, K + V]` (the
+    WY factors W and U); for a per-key decay `[B, T, H, 4 K + 64]` (the decayed
+    queries and keys, the chunk's intra-chunk scores, and in a chunk's first
+    row its total decay as K f32 values). `getWorkspaceWidth` gives the width.
 
     Buffer form only (the JIT emits it).
 
@@ -361,6 +363,15 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     }
     int64_t getValueDim() {
       return ::mlir::cast<::mlir::MemRefType>(getValue().getType()).getShape()[3];
+    }
+    /// The innermost size a workspace must have for this op's variant (see
+    /// the description), or 0 where no chunked lowering uses one.
+    int64_t getWorkspaceWidth() {
+      if (getBeta())
+        return getKeyDim() + getValueDim();
+      if (hasVectorDecay())
+        return 4 * getKeyDim() + 64;
+      return 0;
     }
   }];
 }

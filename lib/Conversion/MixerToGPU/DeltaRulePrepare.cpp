@@ -197,6 +197,7 @@ void DeltaRulePrepareBuilder::build() {
   // blocks past a sequence's end return at once.
   Value chunks = arith::CeilDivUIOp::create(b, T, idx(kC));
   auto launch = gpu::LaunchOp::create(b, chunks, H, N, idx(32 * kWarps), one, one, i32(bytes));
+  nameKernel(op, launch, "wy_prepare");
   b.setInsertionPointToEnd(&launch.getBody().front());
   gpu::TerminatorOp::create(b);
   b.setInsertionPointToStart(&launch.getBody().front());

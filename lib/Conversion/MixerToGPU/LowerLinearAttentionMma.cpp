@@ -104,8 +104,15 @@ std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
     if (std::string why = deltaRulePrepareIneligibility(op); !why.empty())
       return why;
   }
-  if (op.hasVectorDecay())
-    return "per-key-dimension decay";
+  if (Value g = op.getLogDecay();
+      g && !op.hasVectorDecay() && !typeOf(g).getElementType().isF32())
+    return "per-head decay that is not f32";
+  if (op.hasVectorDecay()) {
+    if (op.getBeta())
+      return "per-key-dimension decay with the delta rule";
+    if (std::string why = vectorDecayPrepareIneligibility(op); !why.empty())
+      return why;
+  }
   if (!op.getStateElementType().isF32())
     return "state is not f32";
   if (op.getChunkSize() && *op.getChunkSize() != kChunk)
@@ -133,7 +140,8 @@ struct MmaKernelBuilder : MmaEmitter {
   LinearAttentionOp op;
   int64_t K, BV, W; // key dim, value tile, warps
   Type outElt;      // elt, or f32
-  bool decay;
+  bool decay;  // per-head decay (gamma prefix sums in the kernel)
+  bool gated;  // per-key decay: Qd, Kd, P and the chunk decay from the workspace
   bool output; // false: the state pass only (no Q, scores or output)
   bool delta;  // the delta rule: W and U (workspace) stand in for V
 
@@ -143,6 +151,8 @@ struct MmaKernelBuilder : MmaEmitter {
 
   // Shared buffers: byte offsets and row strides (elements).
   int64_t offQ = 0, offK = 0, offW = 0, offV = 0, offVd = 0, offP = 0, offG = 0, bytes = 0;
+  int64_t offDecay = 0; // per-key decay: the chunk's exp(Gamma_C), K f32, in the stage
+  int64_t offGate = 0;  // per-head decay: the chunk's C log decays (f32), in the stage
   int64_t strideQK() const { return K + kPad; }
   int64_t strideV() const { return BV + kPad; }
   int64_t strideP() const { return kChunk + kPad; }
@@ -150,15 +160,28 @@ struct MmaKernelBuilder : MmaEmitter {
   // Two stages alternate: one chunk's Q, K and V. The delta rule's stage is
   // K and U only; its Q and W have one buffer each, refilled for the next
   // chunk as soon as this chunk's last reader is past a barrier. That keeps a
-  // block at 107 KB for K = V = 128 (two per SM) instead of 141 KB.
+  // block at 107 KB for K = V = 128 (two per SM) instead of 141 KB. A per-key
+  // decay's stage also holds the chunk's scores P and decay (from the
+  // workspace): 108 KB for K = 128, and no decayed values or gamma.
   int64_t stageBytes = 0;
   int64_t singleBytes = 0; // the delta rule's Q and W, after the two stages
   void layoutSharedMemory() {
-    int64_t eb = 2, rowsQK = kChunk * strideQK() * eb;
+    int64_t eb = 2, rowsQK = kChunk * strideQK() * eb, rowsP = kChunk * strideP() * eb;
     offQ = 0;
     offK = delta ? 0 : offQ + rowsQK;
     offV = offK + rowsQK;
     stageBytes = offV + kChunk * strideV() * eb;
+    if (decay) { // the chunk's per-head log decays, prefetched with the rest
+      offGate = stageBytes;
+      stageBytes += kChunk * 4;
+    }
+    if (gated) {
+      offP = stageBytes;
+      offDecay = offP + rowsP;
+      stageBytes = offDecay + K * 4;
+      bytes = 2 * stageBytes;
+      return;
+    }
     if (delta) {
       offQ = 2 * stageBytes;
       offW = offQ + rowsQK;
@@ -166,7 +189,7 @@ struct MmaKernelBuilder : MmaEmitter {
     }
     offVd = 2 * stageBytes + singleBytes;
     offP = offVd + (decay ? kChunk * strideV() * eb : 0);
-    offG = offP + kChunk * strideP() * eb;
+    offG = offP + rowsP;
     bytes = offG + kChunk * 4;
   }
 
@@ -174,11 +197,11 @@ struct MmaKernelBuilder : MmaEmitter {
 };
 
 void MmaKernelBuilder::build() {
-  MLIRContext *ctx = b.getContext();
   auto typeOf = [](Value v) { return cast<MemRefType>(v.getType()); };
   output = static_cast<bool>(op.getOutput());
   outElt = output ? typeOf(op.getOutput()).getElementType() : elt;
-  decay = static_cast<bool>(op.getLogDecay());
+  gated = op.hasVectorDecay();
+  decay = static_cast<bool>(op.getLogDecay()) && !gated;
   delta = static_cast<bool>(op.getBeta());
   layoutSharedMemory();
   Value offsets = op.getOffsets();
@@ -193,6 +216,7 @@ void MmaKernelBuilder::build() {
                     : memref::DimOp::create(b, op.getQuery(), 0).getResult();
   auto launch = gpu::LaunchOp::create(b, idx(op.getValueDim() / BV), H, N, idx(32 * W), one,
                                       one, i32(bytes));
+  nameKernel(op, launch, "chunked");
   b.setInsertionPointToEnd(&launch.getBody().front());
   gpu::TerminatorOp::create(b);
   b.setInsertionPointToStart(&launch.getBody().front());
@@ -251,14 +275,41 @@ void MmaKernelBuilder::build() {
   auto stageW = [&](Value c) {
     copyRowsAsync(gv_, idx(offW), strideQK(), K, zero, rowsOf(c), h, threads);
   };
+  // A per-key decay stages Qd, Kd and P from the workspace (value head h)
+  // and the chunk's decay, K f32 values from its first row.
+  Global gw_ = gated ? globalOf(op.getWorkspace()) : Global{};
+  Global gg_ = decay ? globalOf(op.getLogDecay()) : Global{};
+  auto stageGated = [&](Value c, Value stageOff) {
+    ChunkRows rows = rowsOf(c);
+    if (output) {
+      copyRowsAsync(gw_, addc(stageOff, offQ), strideQK(), K, zero, rows, h, threads);
+      copyRowsAsync(gw_, addc(stageOff, offP), strideP(), kChunk, idx(2 * K), rows, h, threads);
+    }
+    copyRowsAsync(gw_, addc(stageOff, offK), strideQK(), K, idx(K), rows, h, threads);
+    copyRowsAsync(gv_, addc(stageOff, offV), strideV(), BV, vBaseCol, rows, h, threads);
+    Value e = add(gw_.offset,
+                  add(add(mul(rows.row, gw_.strides[0]), mul(rows.t0, gw_.strides[1])),
+                      addc(mul(h, gw_.strides[2]), 2 * K + kChunk)));
+    Value src = add(gw_.base, mul(e, idx(2)));
+    for (int64_t i0 = 0; i0 < K / 4; i0 += threads) {
+      Value i = addc(tid, i0);
+      auto guard = guardBelow(i, i0 + threads > K / 4 ? K / 4 : 0);
+      copy16Async(add(addc(stageOff, offDecay), mul(i, idx(16))), add(src, mul(i, idx(16))),
+                  i32(16));
+    }
+  };
   auto stageChunk = [&](Value c, Value parity) {
     ChunkRows rows = rowsOf(c);
     Value stageOff = mul(parity, idx(stageBytes));
+    if (gated)
+      return stageGated(c, stageOff);
     if (output && !delta)
       stageQ(c, stageOff);
     copyRowsAsync(gk_, addc(stageOff, offK), strideQK(), K, zero, rows, hq, threads);
     Value colBase = delta ? addc(vBaseCol, K) : vBaseCol;
     copyRowsAsync(gv_, addc(stageOff, offV), strideV(), BV, colBase, rows, h, threads);
+    if (decay)
+      copyGatesAsync(gg_, addc(stageOff, offGate), rows, h);
   };
   /// Runs `fill` when chunk `c` exists.
   auto ifChunk = [&](Value c, llvm::function_ref<void()> fill) {
@@ -288,6 +339,7 @@ void MmaKernelBuilder::build() {
   Value offQd = delta ? idx(offQ) : addc(stageOff, offQ), offKd = addc(stageOff, offK),
         offWd = idx(offW), offVdyn = addc(stageOff, offV);
   Value vdOffset = decay ? idx(offVd) : offVdyn;
+  Value offPd = gated ? addc(stageOff, offP) : idx(offP); // the scores P
   // Prefetch the next chunk into the other stage (read two chunks ago and
   // released by the barrier that ended the previous chunk).
   Value next = add(chunk, one);
@@ -304,7 +356,7 @@ void MmaKernelBuilder::build() {
     auto ifOp = scf::IfOp::create(b, isWarp0, /*withElseRegion=*/false);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-    decayPrefixSums(op.getLogDecay(), rows, h, gS);
+    decayPrefixSumsStaged(view(addc(stageOff, offGate), 1, kChunk, b.getF32Type()), rows, gS);
   }
   gpu::BarrierOp::create(b);
 
@@ -383,7 +435,7 @@ void MmaKernelBuilder::build() {
 
   // 4. Scores of this warp's row blocks (rows [16 r, 16 r + 16) for
   //    r = warp, warp + W, ...): P = Q K^T, masked and decayed, to shared.
-  for (int64_t rb = 0; output && rb < kChunk / 16 / W; ++rb) {
+  for (int64_t rb = 0; output && !gated && rb < kChunk / 16 / W; ++rb) {
     Value scoreRow = mul(addc(warp, W * rb), idx(16));
     int64_t nTiles = kChunk / 8;
     SmallVector<SmallVector<Value, 4>> P(nTiles, SmallVector<Value, 4>(4, f32(0.0)));
@@ -452,7 +504,7 @@ void MmaKernelBuilder::build() {
     Value vBase = mul(vTile, idx(BV));
     for (int64_t mt = 0; mt < mTiles; ++mt) {
       for (int64_t kk = 0; kk <= mt; ++kk) {
-        auto a = ldmatrix(idx(offP), strideP(), addc(ar, 16 * mt), addc(ac, 16 * kk), false);
+        auto a = ldmatrix(offPd, strideP(), addc(ar, 16 * mt), addc(ac, 16 * kk), false);
         auto bf = ldmatrix(offVdyn, strideV(), addc(br, 16 * kk), add(warpRow, bc), true);
         O[mt][0] = mma(a, {bf[0], bf[1]}, O[mt][0]);
         O[mt][1] = mma(a, {bf[2], bf[3]}, O[mt][1]);
@@ -486,6 +538,20 @@ void MmaKernelBuilder::build() {
       Value w = math::ExpOp::create(b, gLast);
       for (Value &s : S)
         s = arith::MulFOp::create(b, s, w);
+    }
+    if (gated) {
+      // Column d of S^T (key dimension d) decays by exp(Gamma_C)[d].
+      Value dec = view(addc(stageOff, offDecay), 1, K, b.getF32Type());
+      auto pairF = VectorType::get({2}, b.getF32Type());
+      for (int64_t c = 0; c < stateTiles; ++c) {
+        Value w = vector::LoadOp::create(b, pairF, dec, ValueRange{zero, addc(tq2, 8 * c)});
+        for (int64_t half = 0; half < 2; ++half)
+          for (int64_t e = 0; e < 2; ++e) {
+            Value &s = S[4 * c + 2 * half + e];
+            s = arith::MulFOp::create(b, s,
+                                      vector::ExtractOp::create(b, w, ArrayRef<int64_t>{e}));
+          }
+      }
     }
     auto [ar, ac] = laneAkm();
     auto [br, bc] = laneBkn();
@@ -543,6 +609,9 @@ struct MixerLowerLinearAttentionMma
       if (op.getBeta()) {
         OpBuilder::InsertionGuard guard(b);
         emitDeltaRulePrepare(op, b);
+      } else if (op.hasVectorDecay()) {
+        OpBuilder::InsertionGuard guard(b);
+        emitVectorDecayPrepare(op, b);
       }
       MmaKernelBuilder kb(op, b, blockV);
       kb.build();

@@ -2,7 +2,8 @@
 //
 // What the chunked linear-attention kernels (the fused pass in
 // LowerLinearAttentionMma.cpp, the delta rule's WY preparation in
-// DeltaRulePrepare.cpp) have in common, emitted inside a gpu.launch body:
+// DeltaRulePrepare.cpp, a per-key decay's in VectorDecayPrepare.cpp) have in
+// common, emitted inside a gpu.launch body:
 // lane ids, dynamic shared memory, ldmatrix and mma.sync m16n8k16 fragments,
 // cp.async row copies with zero-fill, and the chunk's prefix sums of log
 // decays. Operands are 16-bit floats (bf16 or f16), accumulators f32.
@@ -23,6 +24,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
 
 namespace mlir::mixer {
 
@@ -38,6 +40,23 @@ std::string deltaRulePrepareIneligibility(LinearAttentionOp op);
 /// W = T diag(beta exp(gamma)) K and U = T diag(beta) V, T = (I + A)^-1, into
 /// the op's workspace (see DeltaRulePrepare.cpp).
 void emitDeltaRulePrepare(LinearAttentionOp op, ImplicitLocOpBuilder &b);
+
+/// Why the per-key decay of `op` cannot take the chunked tensor-core path, or "".
+std::string vectorDecayPrepareIneligibility(LinearAttentionOp op);
+
+/// Emits, before `op`, the gpu.launch that writes every chunk's decayed
+/// queries and keys, intra-chunk scores and total decay into the op's
+/// workspace (see VectorDecayPrepare.cpp).
+void emitVectorDecayPrepare(LinearAttentionOp op, ImplicitLocOpBuilder &b);
+
+/// Names the kernel that `launch` becomes <function>_<role> (profiles then tell
+/// the chunk-factor kernels from the sequential one).
+inline void nameKernel(Operation *op, gpu::LaunchOp launch, StringRef role) {
+  std::string name = role.str();
+  if (auto fn = op->getParentOfType<FunctionOpInterface>())
+    name = (fn.getName() + "_" + role).str();
+  launch.setFunctionAttr(FlatSymbolRefAttr::get(op->getContext(), name));
+}
 
 struct MmaEmitter {
   ImplicitLocOpBuilder &b;
@@ -178,35 +197,81 @@ struct MmaEmitter {
     Value lastRow; // time of the sequence's last step (clamps loads)
   };
 
-  /// Copies `cols` 16-bit columns (from `colBase`) of the chunk's C rows of
-  /// `g` at head `head` to shared memory at byte `dst` (rows `stride`
-  /// elements apart): 16 bytes per thread and step of `threads`, issued
-  /// asynchronously; rows past the sequence are zero-filled (their source
-  /// address is clamped to a valid row).
+  /// Copies `cols` columns (from `colBase`; elements of `eltBytes` bytes, 2
+  /// or 4) of the chunk's C rows of `g` at head `head` to shared memory at
+  /// byte `dst` (rows `stride` elements apart): 16 bytes per thread and step
+  /// of `threads`, issued asynchronously; rows past the sequence are
+  /// zero-filled (their source address is clamped to a valid row).
   void copyRowsAsync(const Global &g, Value dst, int64_t stride, int64_t cols, Value colBase,
-                     const ChunkRows &rows, Value head, int64_t threads) {
-    MLIRContext *ctx = b.getContext();
-    int64_t perRow = cols / 8, total = kMmaChunk * perRow;
+                     const ChunkRows &rows, Value head, int64_t threads, int64_t eltBytes = 2) {
+    int64_t perVector = 16 / eltBytes;
+    int64_t perRow = cols / perVector, total = kMmaChunk * perRow;
     for (int64_t i0 = 0; i0 < total; i0 += threads) {
       Value i = addc(tid, i0);
+      auto guard = guardBelow(i, i0 + threads > total ? total : 0);
       Value r = arith::DivUIOp::create(b, i, idx(perRow));
-      Value col = mul(arith::RemUIOp::create(b, i, idx(perRow)), idx(8));
+      Value col = mul(arith::RemUIOp::create(b, i, idx(perRow)), idx(perVector));
       Value inside = ult(r, rows.valid);
       Value t = arith::MinUIOp::create(b, add(rows.t0, r), rows.lastRow);
       Value e = add(g.offset, add(add(mul(rows.row, g.strides[0]), mul(t, g.strides[1])),
                                   add(mul(head, g.strides[2]), add(colBase, col))));
-      Value src = add(g.base, mul(e, idx(2)));
-      Value to = add(dst, add(mul(r, idx(stride * 2)), mul(col, idx(2))));
-      Value bytes = arith::SelectOp::create(b, inside, i32(16), i32(0));
-      Value d64 = arith::IndexCastOp::create(b, b.getI64Type(), to);
+      Value to = add(dst, add(mul(r, idx(stride * eltBytes)), mul(col, idx(eltBytes))));
+      copy16Async(to, add(g.base, mul(e, idx(eltBytes))),
+                  arith::SelectOp::create(b, inside, i32(16), i32(0)));
+    }
+  }
+
+  /// The chunk's C per-head log decays (f32, `g` [B, T, H], any strides) to
+  /// shared memory at byte `dst`, asynchronously, by the lanes of warp 0 that
+  /// read them in decayPrefixSums (lane l: steps 2l and 2l + 1): a cp.async's
+  /// data is visible after the wait to the thread that issued it only, and
+  /// that read comes before any barrier. Steps past the sequence are
+  /// zero-filled.
+  void copyGatesAsync(const Global &g, Value dst, const ChunkRows &rows, Value head) {
+    MLIRContext *ctx = b.getContext();
+    auto isWarp0 = scf::IfOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, warp, idx(0)), false);
+    OpBuilder::InsertionGuard inWarp0(b);
+    b.setInsertionPointToStart(&isWarp0.getThenRegion().front());
+    for (int64_t step = 0; step < 2; ++step) {
+      Value r = addc(mul(lane, idx(2)), step);
+      Value t = arith::MinUIOp::create(b, add(rows.t0, r), rows.lastRow);
+      Value e = add(g.offset, add(add(mul(rows.row, g.strides[0]), mul(t, g.strides[1])),
+                                  mul(head, g.strides[2])));
+      Value d64 = arith::IndexCastOp::create(b, b.getI64Type(), add(dst, mul(r, idx(4))));
       Value dptr = LLVM::GEPOp::create(b, LLVM::LLVMPointerType::get(ctx, 3), b.getI8Type(),
                                        smemBase, ValueRange{d64});
-      Value s64 = arith::IndexCastOp::create(b, b.getI64Type(), src);
+      Value s64 = arith::IndexCastOp::create(b, b.getI64Type(), add(g.base, mul(e, idx(4))));
       Value generic = LLVM::IntToPtrOp::create(b, LLVM::LLVMPointerType::get(ctx), s64);
       Value global =
           LLVM::AddrSpaceCastOp::create(b, LLVM::LLVMPointerType::get(ctx, 1), generic);
-      NVVM::CpAsyncOp::create(b, dptr, global, 16, NVVM::LoadCacheModifierKind::CG, bytes);
+      Value bytes = arith::SelectOp::create(b, ult(r, rows.valid), i32(4), i32(0));
+      NVVM::CpAsyncOp::create(b, dptr, global, 4, NVVM::LoadCacheModifierKind::CA, bytes);
     }
+  }
+
+  /// One 16-byte cp.async from global byte address `src` to shared byte
+  /// offset `dst`; `bytes` (i32, 0 or 16) are read, the rest zero-filled.
+  void copy16Async(Value dst, Value src, Value bytes) {
+    MLIRContext *ctx = b.getContext();
+    Value d64 = arith::IndexCastOp::create(b, b.getI64Type(), dst);
+    Value dptr = LLVM::GEPOp::create(b, LLVM::LLVMPointerType::get(ctx, 3), b.getI8Type(),
+                                     smemBase, ValueRange{d64});
+    Value s64 = arith::IndexCastOp::create(b, b.getI64Type(), src);
+    Value generic = LLVM::IntToPtrOp::create(b, LLVM::LLVMPointerType::get(ctx), s64);
+    Value global = LLVM::AddrSpaceCastOp::create(b, LLVM::LLVMPointerType::get(ctx, 1), generic);
+    NVVM::CpAsyncOp::create(b, dptr, global, 16, NVVM::LoadCacheModifierKind::CG, bytes);
+  }
+
+  /// With `bound` > 0, the rest of the current block runs only for i < bound
+  /// (an scf.if whose guard the caller keeps alive); with 0, unconditionally.
+  std::optional<OpBuilder::InsertionGuard> guardBelow(Value i, int64_t bound) {
+    if (bound == 0)
+      return std::nullopt;
+    auto ifOp = scf::IfOp::create(b, ult(i, idx(bound)), /*withElseRegion=*/false);
+    std::optional<OpBuilder::InsertionGuard> g(std::in_place, b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    return g;
   }
 
   /// The chunk's inclusive prefix sums of the per-head log decays `g`
@@ -214,13 +279,24 @@ struct MmaEmitter {
   /// shuffle scan over lanes. Steps past the sequence add 0. The caller
   /// guards it to a single warp and synchronises after it.
   void decayPrefixSums(Value g, const ChunkRows &rows, Value head, Value gS) {
-    Value zero = idx(0);
-    auto gate = [&](Value r) {
+    decayPrefixSums(rows, gS, [&](Value r) -> Value {
       Value t = arith::MinUIOp::create(b, add(rows.t0, r), rows.lastRow);
       Value x = memref::LoadOp::create(b, g, ValueRange{rows.row, t, head});
       if (!x.getType().isF32())
         x = arith::ExtFOp::create(b, b.getF32Type(), x);
-      return arith::SelectOp::create(b, ult(r, rows.valid), x, f32(0.0)).getResult();
+      return x;
+    });
+  }
+  /// The same from the chunk's log decays staged in shared memory ([1, C] f32).
+  void decayPrefixSumsStaged(Value staged, const ChunkRows &rows, Value gS) {
+    decayPrefixSums(rows, gS, [&](Value r) -> Value {
+      return memref::LoadOp::create(b, staged, ValueRange{idx(0), r});
+    });
+  }
+  void decayPrefixSums(const ChunkRows &rows, Value gS, llvm::function_ref<Value(Value)> load) {
+    Value zero = idx(0);
+    auto gate = [&](Value r) {
+      return arith::SelectOp::create(b, ult(r, rows.valid), load(r), f32(0.0)).getResult();
     };
     Value r0 = mul(lane, idx(2)), r1 = addc(r0, 1);
     Value a = gate(r0), a1 = gate(r1);

@@ -331,8 +331,12 @@ LogicalResult LinearAttentionOp::verify() {
                    "[sequences, heads, key_dim, value_dim]"});
   wants.push_back({"final_state", getFinalState(), stateShape,
                    "[sequences, heads, key_dim, value_dim]"});
-  wants.push_back({"workspace", getWorkspace(), {qs[0], qs[1], H, K + V},
-                   "[batch, time, heads, key_dim + value_dim]"});
+  if (getBeta())
+    wants.push_back({"workspace", getWorkspace(), {qs[0], qs[1], H, K + V},
+                     "[batch, time, heads, key_dim + value_dim]"});
+  else if (hasVectorDecay())
+    wants.push_back({"workspace", getWorkspace(), {qs[0], qs[1], H, 4 * K + 64},
+                     "[batch, time, heads, 4 key_dim + 64]"});
   for (const Want &w : wants) {
     if (!w.value)
       continue;
@@ -343,8 +347,9 @@ LogicalResult LinearAttentionOp::verify() {
   }
 
   if (Value ws = getWorkspace()) {
-    if (!getBeta())
-      return emitOpError("workspace serves the delta rule only: it needs beta");
+    if (getWorkspaceWidth() == 0)
+      return emitOpError("workspace serves the delta rule and per-key decays only: it "
+                         "needs beta or a [batch, time, heads, key_dim] log_decay");
     if (typeOf(ws).getElementType() != typeOf(getKey()).getElementType())
       return emitOpError() << "workspace element type " << typeOf(ws).getElementType()
                            << " differs from key's " << typeOf(getKey()).getElementType();

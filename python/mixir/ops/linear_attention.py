@@ -53,13 +53,14 @@ def _memref(shape, element: str, unit_last: bool) -> str:
 @functools.lru_cache(maxsize=None)
 def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, has_beta: bool,
                         beta: str, has_init: bool, offsets: Optional[str], has_final: bool,
-                        state: str, out: Optional[str] = "", workspace: bool = False
+                        state: str, out: Optional[str] = "", workspace: int = 0
                         ) -> Tuple[str, int]:
     """The `mixer.linear_attention` function of one specialisation (buffer form).
     decay: "none", "scalar" ([B, T, H]) or "vector" ([B, T, H, K]). Returns the IR and
     the position of the `scale` argument (a scalar of the state type). out: the output's
-    element type ("": v's; None: no output, the state pass). workspace: a [B, T, H, K + V]
-    scratch operand of k's type (the chunked delta rule's WY factors)."""
+    element type ("": v's; None: no output, the state pass). workspace: the width W of a
+    [B, T, H, W] scratch operand of k's type (0: none): K + V for the chunked delta
+    rule's WY factors, 4 K + 64 for a per-key decay's chunk factors."""
     tq = _memref((None, None, None, K), qk, True)
     tv = _memref((None, None, None, V), v, True)
     tout = _memref((None, None, None, V), out or v, True)
@@ -67,7 +68,9 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
     args, uses = [f"%q: {tq}", f"%k: {tq}", f"%v: {tv}"], [
         f"query(%q : {tq})", f"key(%k : {tq})", f"value(%v : {tv})"]
     if decay != "none":
-        tg = _memref((None, None, None) + ((K,) if decay == "vector" else ()), gate, False)
+        # A per-key decay's rows are copied as 16-byte vectors (unit innermost stride).
+        tg = _memref((None, None, None) + ((K,) if decay == "vector" else ()), gate,
+                     decay == "vector")
         args.append(f"%g: {tg}")
         uses.append(f"log_decay(%g : {tg})")
     if has_beta:
@@ -91,7 +94,7 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
         args.append(f"%hT: {ts}")
         uses.append(f"final(%hT : {ts})")
     if workspace:
-        tw = _memref((None, None, None, K + V), qk, True)
+        tw = _memref((None, None, None, workspace), qk, True)
         args.append(f"%ws: {tw}")
         uses.append(f"workspace(%ws : {tw})")
     body = "mixer.linear_attention " + " ".join(uses)
@@ -198,17 +201,23 @@ def _invoke(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, o, final,
         torch.float64 if q.dtype == torch.float64 else torch.float32)
     vector_decay = g is not None and g.dim() == 4
     decay = "none" if g is None else ("vector" if vector_decay else "scalar")
-    # The chunked delta rule writes each chunk's WY factors to a scratch buffer.
-    workspace = None
+    # The chunked delta rule writes each chunk's WY factors to a scratch buffer, a
+    # chunked per-key decay its decayed queries and keys, scores and chunk decays.
+    width = 0
     if beta is not None and o is not None and _delta_rule_on_tensor_cores(q, v, g, o.dtype):
-        workspace = torch.empty(v.shape[:3] + (K + V,), dtype=q.dtype, device=q.device)
+        width = K + V
+    elif vector_decay and _chunked_on_tensor_cores(q, v, g, None,
+                                                   q.dtype if o is None else o.dtype):
+        width = 4 * K + 64
+    workspace = None if not width else torch.empty(v.shape[:3] + (width,), dtype=q.dtype,
+                                                   device=q.device)
     ir, scale_pos = linear_attention_ir(
         _ELEMENT[q.dtype], _ELEMENT[v.dtype], K, V, decay,
         _ELEMENT[g.dtype] if g is not None else "f32", beta is not None,
         _ELEMENT[beta.dtype] if beta is not None else "f32", initial_state is not None,
         None if cu_seqlens is None else ("i32" if cu_seqlens.dtype == torch.int32 else "i64"),
         final is not None, _ELEMENT[state_dtype], None if o is None else _ELEMENT[o.dtype],
-        workspace is not None)
+        width)
     N = q.shape[0] if cu_seqlens is None else cu_seqlens.numel() - 1
     options = gpu_config(N * q.shape[2], V, q.device) if q.is_cuda else None
     key = ("linear_attention", q.device, ir, options)
@@ -249,6 +258,8 @@ def _launch(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, output_fi
                                                                           torch.float64):
         beta = beta.float()
     q, k, v = _vector_ready(q), _vector_ready(k), _vector_ready(v)
+    if g is not None and g.dim() == 4:
+        g = _vector_ready(g)
     if K > _MMA_MAX_K and _chunked_on_tensor_cores(q[..., :_MMA_MAX_K], v, g, beta, o.dtype):
         _run_key_split(q, k, v, g, scale, initial_state, cu_seqlens, o, final, reverse)
         return o, final
@@ -290,8 +301,9 @@ def _chunked_on_tensor_cores(q, v, g, beta, out_dtype) -> bool:
     serves; the recurrent kernel is not split)."""
     K, V = q.shape[3], v.shape[3]
     return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and v.dtype == q.dtype
-            and beta is None and (g is None or g.dim() == 3) and K % 16 == 0 and K <= 128
-            and V % 64 == 0 and out_dtype in (q.dtype, torch.float32))
+            and beta is None and (g is None or g.dim() == 3 or g.dtype == torch.float32)
+            and K % 16 == 0 and K <= 128 and V % 64 == 0
+            and out_dtype in (q.dtype, torch.float32))
 
 
 def _delta_rule_on_tensor_cores(q, v, g, out_dtype) -> bool:
@@ -336,17 +348,20 @@ def split_length(N: int, H: int, V: int, tokens: int, longest: Optional[int],
 
 def _run_key_split(q, k, v, g, scale, initial_state, cu_seqlens, o, final, reverse: bool):
     """Key dimensions wider than the tensor-core kernel's, by linearity: with a decay
-    shared by all key dimensions (none or per head), the state's rows over a block of
-    key dimensions evolve on their own and o is the sum of the blocks' outputs. Each
-    block is one tensor-core pass with a float32 output; the final state is the blocks'
-    states stacked."""
+    that is diagonal over the key dimensions (none, per head or per key dimension),
+    the state's rows over a block of key dimensions evolve on their own and o is the
+    sum of the blocks' outputs. Each block is one tensor-core pass with a float32
+    output; the final state is the blocks' states stacked."""
     K = q.shape[3]
+    vector_decay = g is not None and g.dim() == 4
     total = None
     for lo in range(0, K, _MMA_MAX_K):
         hi = min(lo + _MMA_MAX_K, K)
         init = None if initial_state is None else initial_state[:, :, lo:hi]
-        part, part_final = _launch(q[..., lo:hi], k[..., lo:hi], v, g, None, scale, init,
-                                   cu_seqlens, final is not None, False, torch.float32, reverse)
+        gb = g[..., lo:hi] if vector_decay else g
+        part, part_final = _launch(q[..., lo:hi], k[..., lo:hi], v, gb, None, scale, init,
+                                   cu_seqlens, final is not None, vector_decay, torch.float32,
+                                   reverse)
         total = part if total is None else total.add_(part)
         if final is not None:
             final[:, :, lo:hi] = part_final

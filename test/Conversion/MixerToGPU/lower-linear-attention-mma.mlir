@@ -7,11 +7,13 @@
 // sequence), the chunk loop carries the state as 8 tiles x 4 f32, Q K^T and
 // the state products are m16n8k16 bf16 mma.sync on ldmatrix fragments.
 // CHECK-LABEL: func.func @simple_gla
-// CHECK:       %[[SMEM:.*]] = arith.constant 73984 : i32
+// CHECK:       %[[SMEM:.*]] = arith.constant 74496 : i32
 // CHECK:       gpu.launch blocks(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c1{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) threads(%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}} = %c128{{.*}}, %{{.*}} = %c1{{.*}}, %{{.*}} = %c1{{.*}}) dynamic_shared_memory_size %[[SMEM]]
 // CHECK:         gpu.dynamic_shared_memory
-// The first chunk is copied before the loop, each next one during the current.
+// The first chunk is copied before the loop, each next one during the current,
+// its log decays included (4 bytes a step: they are strided by the heads).
 // CHECK:         nvvm.cp.async.shared.global
+// CHECK:         nvvm.cp.async.shared.global {{.*}}, 4, cache = ca
 // CHECK:         nvvm.cp.async.commit.group
 // CHECK:         scf.for {{.*}} -> (f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32) {
 // CHECK:           nvvm.cp.async.shared.global
@@ -53,15 +55,15 @@ func.func @f32_output(%q: !q, %s: f32, %o: !o) {
 
 // -----
 
-// The state pass of a sequence split (no output): K and V are staged (no Q),
-// the only products are the state update's (4 x 4 x 2 for K = V = 64), and
-// nothing but the final state reaches global memory.
+// The state pass of a sequence split (no output): K, V and the log decays are
+// staged (no Q), the only products are the state update's (4 x 4 x 2 for
+// K = V = 64), and nothing but the final state reaches global memory.
 // CHECK-LABEL: func.func @state_pass
 // CHECK:       gpu.launch
-// CHECK-COUNT-8: nvvm.cp.async.shared.global
+// CHECK-COUNT-10: nvvm.cp.async.shared.global
 // CHECK-NOT:   nvvm.cp.async.shared.global
 // CHECK:         scf.for
-// CHECK-COUNT-8:   nvvm.cp.async.shared.global
+// CHECK-COUNT-10:   nvvm.cp.async.shared.global
 // CHECK-NOT:       nvvm.cp.async.shared.global
 // CHECK-COUNT-32:  nvvm.mma.sync
 // CHECK-NOT:       nvvm.mma.sync
@@ -146,5 +148,61 @@ func.func @strided_head_dim_is_left(%q: memref<?x?x?x64xbf16, strided<[?, ?, ?, 
       key(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>)
       value(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>) scale(%s : f32)
       outs(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>)
+  return
+}
+
+// -----
+
+// GLA (a decay per key dimension) with a workspace [B, T, H, 4K + 64]: two
+// launches. The first, a block per (chunk, head, sequence), copies Q, K and
+// the f32 log decays (16-byte cp.async), sums the decays along the chunk per
+// key dimension, writes the decayed queries and keys and the chunk's decay,
+// then the ten 16 x 16 score tiles on or below the diagonal: a warp-wide
+// shuffle-max of each diagonal block's total decay picks the tensor cores or
+// the exact loop over key dimensions. The second is the sequential pass: it
+// stages Qd, Kd and P from the workspace, computes no scores (no mma from a
+// Q K^T), and decays the state by column before the update.
+// CHECK-LABEL: func.func @gla
+// CHECK:       gpu.launch {{.*}} dynamic_shared_memory_size %c35840_i32
+// CHECK:         nvvm.cp.async.wait.group 0
+// CHECK:         scf.for {{.*}} iter_args({{.*}}) -> (f32)
+// CHECK:         vector.store {{.*}} : memref<?x?x?x320xbf16, strided<[?, ?, ?, 1], offset: ?>>, vector<8xbf16>
+// CHECK:         llvm.store {{.*}} : f32, !llvm.ptr
+// CHECK:         nvvm.mma.sync
+// CHECK:         gpu.shuffle  xor
+// CHECK:         scf.if {{.*}} -> (f32, f32, f32, f32, f32, f32, f32, f32)
+// CHECK:           nvvm.mma.sync
+// CHECK:         } else {
+// CHECK:           scf.for {{.*}} -> (f32, f32, f32, f32, f32, f32, f32, f32)
+// CHECK:         vector.store {{.*}} : memref<?x?x?x320xbf16, strided<[?, ?, ?, 1], offset: ?>>, vector<2xbf16>
+// CHECK:         gpu.terminator
+// CHECK:       gpu.launch {{.*}} dynamic_shared_memory_size %c74240_i32
+// CHECK:         scf.for
+// CHECK:           nvvm.cp.async.wait.group 1
+// CHECK-COUNT-84:  nvvm.mma.sync
+// CHECK-NOT:       nvvm.mma.sync
+// CHECK:           scf.yield
+// CHECK-NOT:   mixer.linear_attention
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!g = memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>
+!w = memref<?x?x?x320xbf16, strided<[?, ?, ?, 1], offset: ?>>
+func.func @gla(%q: !q, %g: !g, %s: f32, %o: !q, %ws: !w) {
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q) log_decay(%g : !g)
+      scale(%s : f32) outs(%o : !q) workspace(%ws : !w)
+  return
+}
+
+// -----
+
+// A per-key decay needs its workspace (and rows of the log decays that move as
+// 16-byte vectors); without one the op is left for the recurrent lowering.
+// CHECK-LABEL: func.func @gla_without_workspace_is_left
+// CHECK:       mixer.linear_attention
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!g = memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>
+func.func @gla_without_workspace_is_left(%q: !q, %g: !g, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: per-key-dimension decay without a workspace}}
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q) log_decay(%g : !g)
+      scale(%s : f32) outs(%q : !q)
   return
 }

@@ -141,9 +141,34 @@ func.func @workspace_shape(%q: memref<1x8x4x16xbf16>, %b: memref<1x8x4xf32>, %s:
 
 func.func @workspace_without_beta(%q: memref<1x8x4x16xbf16>, %s: f32,
                                   %ws: memref<1x8x4x32xbf16>) {
-  // expected-error @+1 {{'mixer.linear_attention' op workspace serves the delta rule only: it needs beta}}
+  // expected-error @+1 {{'mixer.linear_attention' op workspace serves the delta rule and per-key decays only: it needs beta or a [batch, time, heads, key_dim] log_decay}}
   mixer.linear_attention query(%q : memref<1x8x4x16xbf16>) key(%q : memref<1x8x4x16xbf16>)
       value(%q : memref<1x8x4x16xbf16>) scale(%s : f32) outs(%q : memref<1x8x4x16xbf16>)
       workspace(%ws : memref<1x8x4x32xbf16>)
+  return
+}
+
+// -----
+
+// A per-key decay's workspace holds the decayed queries and keys (2 K), the
+// chunk's scores (64) and its total decay (K f32 = 2 K): 4 K + 64 columns.
+// CHECK-LABEL: func.func @vector_decay_with_workspace
+// CHECK: workspace(%{{.*}} : memref<1x8x4x128xbf16>)
+func.func @vector_decay_with_workspace(%q: memref<1x8x4x16xbf16>, %g: memref<1x8x4x16xf32>,
+    %s: f32, %ws: memref<1x8x4x128xbf16>) {
+  mixer.linear_attention query(%q : memref<1x8x4x16xbf16>) key(%q : memref<1x8x4x16xbf16>)
+      value(%q : memref<1x8x4x16xbf16>) log_decay(%g : memref<1x8x4x16xf32>) scale(%s : f32)
+      outs(%q : memref<1x8x4x16xbf16>) workspace(%ws : memref<1x8x4x128xbf16>)
+  return
+}
+
+// -----
+
+func.func @vector_decay_workspace_shape(%q: memref<1x8x4x16xbf16>, %g: memref<1x8x4x16xf32>,
+    %s: f32, %ws: memref<1x8x4x32xbf16>) {
+  // expected-error @+1 {{'mixer.linear_attention' op workspace must have shape [1, 8, 4, 128] ([batch, time, heads, 4 key_dim + 64]), got [1, 8, 4, 32]}}
+  mixer.linear_attention query(%q : memref<1x8x4x16xbf16>) key(%q : memref<1x8x4x16xbf16>)
+      value(%q : memref<1x8x4x16xbf16>) log_decay(%g : memref<1x8x4x16xf32>) scale(%s : f32)
+      outs(%q : memref<1x8x4x16xbf16>) workspace(%ws : memref<1x8x4x32xbf16>)
   return
 }
