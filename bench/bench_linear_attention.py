@@ -2,28 +2,31 @@
 
     python bench/bench_linear_attention.py [--out DIR] [--quick]
 
-S1 of shared/bench/shapes.md, (B, T, H, D) with D = K = V, bf16 inputs, fp32 gates:
-chunk_simple_gla (ours: the tensor-core kernel, split into sequence pieces by the
-strategy when it would leave SMs idle; the row also gives the unsplit time) and
-chunk_gated_delta_rule (ours: the two chunked tensor-core kernels for K <= 128, the
-recurrent kernel for K = 256), forward, against fla's functions of the same names.
-Also the varlen row (the tokens of (4, 4096, 64, 128) split unevenly into 4 packed
-sequences).
+S1 of shared/bench/shapes.md, (B, T, H, D) with D = K = V, bf16 inputs, fp32 gates
+(`--ops simple_gla,gated_delta_rule,gla`): chunk_simple_gla (ours: the tensor-core
+kernel, split into sequence pieces by the strategy when it would leave SMs idle; the
+row also gives the unsplit time), chunk_gated_delta_rule (ours: the two chunked
+tensor-core kernels for K <= 128, the recurrent kernel for K = 256, not measured) and
+chunk_gla (ours: the chunk-factor kernel and the sequential tensor-core kernel; key
+split for K = 256), forward, against fla's functions of the same names. Also the
+varlen row (the tokens of (4, 4096, 64, 128) split unevenly into 4 packed sequences).
+`--profile` adds each of our kernels' device time to a row.
 
     python bench/bench_linear_attention.py --set s2 [--rows 0,1,...]
 
 S2: the gated delta rule with grouped value heads, d = 128, (h_qk, h_v) x sequences
 (batch x length, or packed lengths), forward against fla.
 
-Forward + backward (simple GLA; loss = <o, do>, gradients for q, k, v and g):
-against fla's chunk_simple_gla when its backward runs, else (fla refuses the gated
-backward on Hopper with triton < 3.7.1) against fla's chunk_gla with the per-head
-decay broadcast over K, which computes the same function.
+Forward + backward (simple GLA and GLA; loss = <o, do>, gradients for q, k, v and
+g): simple GLA against fla's chunk_simple_gla when its backward runs, else (fla
+refuses the gated backward on Hopper with triton < 3.7.1) against fla's chunk_gla
+with the per-head decay broadcast over K, which computes the same function; GLA
+against fla's chunk_gla.
 
 FLOP model (the same for every implementation, chunk C = 64, per token and head):
 intra-chunk scores and their product with V over the causal half, 2 (C/2) (K + V),
 plus the state read Q S and the update K^T V, 2 * 2 K V. TFLOP/s is that count over
-the measured time; % is of the H100's dense bf16 peak (989 TFLOP/s). Forward +
+the measured time; % is of the dense bf16 peak of an H100/H200 SXM (989 TFLOP/s). Forward +
 backward counts 3x the forward (the usual 1 + 2 model, for every implementation).
 The gated delta rule adds its WY work: K K^T and T (K, V) over the causal half,
 2 (C/2) (2K + V), and W S, 2 K V.
@@ -169,9 +172,10 @@ def run_case(name, ours, peer, args, kwargs, nflop):
     return row
 
 
-def fwd_bwd_case(ours, peers, args, kwargs, nflop):
+def fwd_bwd_case(ours, peers, args, kwargs, nflop, per_key=False):
     """Forward + backward of simple GLA: ours against fla's chunk_simple_gla, or fla's
-    chunk_gla (same function, g broadcast over K) where fla refuses the former."""
+    chunk_gla (same function, g broadcast over K) where fla refuses the former. With
+    per_key (GLA): ours against fla's chunk_gla on the same g."""
     q, k, v, g = [x.detach().clone().requires_grad_() for x in args]
     do = torch.randn_like(v)
 
@@ -183,10 +187,12 @@ def fwd_bwd_case(ours, peers, args, kwargs, nflop):
     got = step(ours, g)
     row["fwd_bwd_ms"] = ms = bench(lambda: step(ours, g))
     row["fwd_bwd_tflops"] = 3 * nflop / ms / 1e9
-    for name, fn in (("fla_simple_gla", peers.get("simple_gla")), ("fla_gla", peers.get("gla"))):
+    candidates = [("fla_gla", peers.get("gla"))] if per_key else [
+        ("fla_simple_gla", peers.get("simple_gla")), ("fla_gla", peers.get("gla"))]
+    for name, fn in candidates:
         if fn is None:
             continue
-        g_arg = g if name == "fla_simple_gla" else g[..., None].expand(*q.shape)
+        g_arg = g if name == "fla_simple_gla" or per_key else g[..., None].expand(*q.shape)
         try:
             want = step(fn, g_arg)
             row[f"{name}_fwd_bwd_ms"] = pms = bench(lambda: step(fn, g_arg))
@@ -256,6 +262,8 @@ def main():
                                 row["pieces_ms"][piece] = bench(lambda: ours(*args, **kw))
                         os.environ.pop("MIXIR_LA_SPLIT", None)
                     row.update(fwd_bwd_case(ours, peers, args, kw, nflop))
+                if op == "gla" and not a.fwd_only:
+                    row.update(fwd_bwd_case(ours, peers, args, kw, nflop, per_key=True))
             except Exception as e:
                 row = {"op": op, "error": repr(e)[:200]}
             row["shape"] = [B, T, H, D]

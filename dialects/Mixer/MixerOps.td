@@ -283,7 +283,10 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
 
     The decay `D_t` is the identity without `log_decay`; `exp(g_t)` for a
     per-head `log_decay` `[B, T, H]` (simple GLA, RetNet, gated delta rule);
-    `diag(exp(g_t))` over the key dimension for `[B, T, H, K]` (GLA).
+    `diag(exp(g_t))` over the key dimension for `[B, T, H, K]` (GLA). With
+    `value_decay` a `[B, T, H, V]` `log_decay` decays the state's columns
+    instead, `S_t = S_{t-1} diag(exp(g_t))`: the transposed GLA, which is what
+    GLA's gradients dq and dk are.
 
     Layout (fla's, time before heads): `query`, `key` `[B, T, Hq, K]`, `value`
     and `output` `[B, T, H, V]`, `beta` `[B, T, H]`, states `[N, H, K, V]`.
@@ -332,7 +335,8 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     Arg<Optional<AnyNon0RankedMemRef>, "final states", [MemWrite]>:$final_state,
     Arg<Optional<AnyNon0RankedMemRef>, "scratch of chunked delta-rule lowerings",
         [MemRead, MemWrite]>:$workspace,
-    OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$chunk_size);
+    OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$chunk_size,
+    UnitAttr:$value_decay);
 
   let assemblyFormat = [{
     `query` `(` $query `:` type($query) `)`
@@ -346,6 +350,7 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     (`outs` `(` $output^ `:` type($output) `)`)?
     (`final` `(` $final_state^ `:` type($final_state) `)`)?
     (`workspace` `(` $workspace^ `:` type($workspace) `)`)?
+    (`value_decay` $value_decay^)?
     attr-dict
   }];
   let hasVerifier = 1;
@@ -355,9 +360,11 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     Type getStateElementType();
     /// True for a per-key-dimension decay (GLA): log_decay is [B, T, H, K].
     bool hasVectorDecay() {
-      return getLogDecay() &&
+      return getLogDecay() && !getValueDecay() &&
              ::mlir::cast<::mlir::MemRefType>(getLogDecay().getType()).getRank() == 4;
     }
+    /// True for a per-value-dimension decay: log_decay is [B, T, H, V].
+    bool hasValueDecay() { return getLogDecay() && getValueDecay(); }
     int64_t getKeyDim() {
       return ::mlir::cast<::mlir::MemRefType>(getKey().getType()).getShape()[3];
     }

@@ -176,7 +176,7 @@ def grads_of(fn, leaves, do, dfinal):
                                           pytest.param("cuda", torch.float32, marks=pytest.mark.gpu),
                                           pytest.param("cuda", torch.bfloat16, marks=pytest.mark.gpu),
                                           pytest.param("cuda", torch.float16, marks=pytest.mark.gpu)])
-@pytest.mark.parametrize("decay", [None, "scalar"])
+@pytest.mark.parametrize("decay", [None, "scalar", "vector"])
 @pytest.mark.parametrize("layout", ["batch", "equal_pieces", "varlen"])
 @pytest.mark.parametrize("states", [False, True])
 @pytest.mark.parametrize("split", [None, "64"])
@@ -208,7 +208,8 @@ def test_gradients_match_oracle(monkeypatch, device, dtype, decay, layout, state
         hh = next(it) if states else None
         return impl(qq, kk, vv, gg, hh)
 
-    got = grads_of(lambda *xs: run(lambda a, b, c, d, e: la.chunk_simple_gla(
+    fn = la.chunk_gla if decay == "vector" else la.chunk_simple_gla
+    got = grads_of(lambda *xs: run(lambda a, b, c, d, e: fn(
         a, b, c, d, scale=0.5, initial_state=e, output_final_state=True, cu_seqlens=cu), xs),
         ours, do, dfinal)
     want = grads_of(lambda *xs: run(lambda a, b, c, d, e: linear_attention_ref(
@@ -236,12 +237,8 @@ def test_gradients_of_state_only_use_and_zero_scale(scale):
 
 
 def test_backward_raises_where_not_implemented():
-    """Per-key decay and the delta rule: a gradient request fails loudly (never returns
-    nothing or something wrong)."""
-    q, k, v, g, beta = inputs(1, 8, 2, 16, 16, torch.float32, "cpu", "vector")
-    o, _ = la.chunk_gla(q.requires_grad_(), k, v, g)
-    with pytest.raises(NotImplementedError, match="per-key-dimension decay"):
-        o.sum().backward()
+    """The delta rule: a gradient request fails loudly (never returns nothing or
+    something wrong)."""
     q, k, v, g, beta = inputs(1, 8, 2, 16, 16, torch.float32, "cpu", "scalar", delta=True)
     o, _ = la.chunk_gated_delta_rule(q, k, v, g, beta.requires_grad_())
     with pytest.raises(NotImplementedError, match="delta rule"):
@@ -256,9 +253,13 @@ def test_registered_op_passes_opcheck():
         x.requires_grad_()
     cu = torch.tensor([0, 7, 20])
     torch.library.opcheck(torch.ops.mixir.linear_attention.default,
-                          (q, k, v, g, None, 0.25, torch.cat([h0, h0]), cu, True, False, None, False))
+                          (q, k, v, g, None, 0.25, torch.cat([h0, h0]), cu, True, False, None, False,
+                           False))
     torch.library.opcheck(torch.ops.mixir.linear_attention.default,
-                          (q, k, v, None, None, 0.25, None, None, False, False, None, False))
+                          (q, k, v, None, None, 0.25, None, None, False, False, None, False, False))
+    gk = torch.randn(1, 20, 2, 16).sigmoid().log().requires_grad_()  # a per-key decay
+    torch.library.opcheck(torch.ops.mixir.linear_attention.default,
+                          (q, k, v, gk, None, 0.25, h0, None, True, True, None, False, False))
 
 
 def test_torch_compile_forward_and_backward():

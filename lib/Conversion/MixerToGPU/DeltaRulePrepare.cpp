@@ -185,34 +185,9 @@ void DeltaRulePrepareBuilder::productToWorkspace(int64_t bufOffset, int64_t stri
 
 void DeltaRulePrepareBuilder::build() {
   layoutSharedMemory();
-  Value offsets = op.getOffsets();
-  Value one = idx(1), zero = idx(0);
-  Value H = memref::DimOp::create(b, op.getValue(), 2);
-  Value group = arith::DivUIOp::create(b, H, memref::DimOp::create(b, op.getQuery(), 2));
-  Value T = memref::DimOp::create(b, op.getQuery(), 1);
-  Value N = offsets ? arith::SubIOp::create(b, memref::DimOp::create(b, offsets, 0), one)
-                          .getResult()
-                    : memref::DimOp::create(b, op.getQuery(), 0).getResult();
-  // Packed sequences: a block per chunk of the whole row and sequence; the
-  // blocks past a sequence's end return at once.
-  Value chunks = arith::CeilDivUIOp::create(b, T, idx(kC));
-  auto launch = gpu::LaunchOp::create(b, chunks, H, N, idx(32 * kWarps), one, one, i32(bytes));
-  nameKernel(op, launch, "wy_prepare");
-  b.setInsertionPointToEnd(&launch.getBody().front());
-  gpu::TerminatorOp::create(b);
-  b.setInsertionPointToStart(&launch.getBody().front());
-
-  beginKernel(launch.getThreadIds().x);
-  Value chunk = launch.getBlockIds().x, h = launch.getBlockIds().y, n = launch.getBlockIds().z;
-  Value hq = arith::DivUIOp::create(b, h, group);
-  auto [row, start, length] = sequenceRange(offsets, n, T);
-  Value c0 = mul(chunk, idx(kC));
-  auto inside = scf::IfOp::create(b, ult(c0, length), /*withElseRegion=*/false);
-  b.setInsertionPointToStart(&inside.getThenRegion().front());
-
-  ChunkRows rows{row, add(start, c0),
-                 arith::MinUIOp::create(b, idx(kC), arith::SubIOp::create(b, length, c0)),
-                 arith::SubIOp::create(b, add(start, length), one)};
+  Value zero = idx(0);
+  auto [rows, h, hq] = beginChunkKernel(op, 32 * kWarps, bytes, "wy_prepare");
+  Value row = rows.row;
   int64_t threads = 32 * kWarps;
   copyRowsAsync(globalOf(op.getKey()), idx(offK), strideK(), K, zero, rows, hq, threads);
   copyRowsAsync(globalOf(op.getValue()), idx(offV), strideV(), V, zero, rows, h, threads);

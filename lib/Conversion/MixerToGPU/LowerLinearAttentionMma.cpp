@@ -104,6 +104,8 @@ std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
     if (std::string why = deltaRulePrepareIneligibility(op); !why.empty())
       return why;
   }
+  if (op.hasValueDecay())
+    return "per-value-dimension decay";
   if (Value g = op.getLogDecay();
       g && !op.hasVectorDecay() && !typeOf(g).getElementType().isF32())
     return "per-head decay that is not f32";
@@ -208,12 +210,7 @@ void MmaKernelBuilder::build() {
 
   // Launch geometry: (value tiles, heads, sequences) x W warps.
   Value one = idx(1);
-  Value H = memref::DimOp::create(b, op.getValue(), 2);
-  Value group = arith::DivUIOp::create(b, H, memref::DimOp::create(b, op.getQuery(), 2));
-  Value T = memref::DimOp::create(b, op.getQuery(), 1);
-  Value N = offsets ? arith::SubIOp::create(b, memref::DimOp::create(b, offsets, 0), one)
-                          .getResult()
-                    : memref::DimOp::create(b, op.getQuery(), 0).getResult();
+  auto [H, group, T, N] = opSizes(op);
   auto launch = gpu::LaunchOp::create(b, idx(op.getValueDim() / BV), H, N, idx(32 * W), one,
                                       one, i32(bytes));
   nameKernel(op, launch, "chunked");

@@ -16,6 +16,8 @@
 #ifndef MIXIR_CONVERSION_MIXERTOGPU_MMAEMITTER_H
 #define MIXIR_CONVERSION_MIXERTOGPU_MMAEMITTER_H
 
+#include "mixir/Dialect/Mixer/Mixer.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -30,8 +32,6 @@ namespace mlir::mixer {
 
 constexpr int64_t kMmaChunk = 64; // steps per chunk (C)
 constexpr int64_t kMmaPad = 8;    // elements of row padding in shared memory
-
-class LinearAttentionOp;
 
 /// Why the delta rule of `op` cannot take the chunked tensor-core path, or "".
 std::string deltaRulePrepareIneligibility(LinearAttentionOp op);
@@ -314,6 +314,26 @@ struct MmaEmitter {
     memref::StoreOp::create(b, arith::AddFOp::create(b, g0, a1), gS, ValueRange{zero, r1});
   }
 
+  /// What every kernel of `op` launches over: value heads H, the group H / Hq
+  /// of value heads per query/key head, the row length T and the sequences N.
+  struct OpSizes {
+    Value H, group, T, N;
+  };
+  OpSizes opSizes(LinearAttentionOp op);
+
+  /// A block per (chunk of the row, value head, sequence): the launch (`threads`
+  /// threads, `bytes` of dynamic shared memory, named <function>_<role>), with
+  /// the insertion point left inside it, past a guard that returns the blocks
+  /// beyond their sequence's end (packed sequences launch a block per chunk of
+  /// the whole row for each). Returns the chunk's rows and its value and
+  /// query/key heads.
+  struct ChunkBlock {
+    ChunkRows rows;
+    Value h, hq;
+  };
+  ChunkBlock beginChunkKernel(LinearAttentionOp op, int64_t threads, int64_t bytes,
+                              StringRef role);
+
   /// The time range of sequence `n`: (batch row, first step, length).
   std::tuple<Value, Value, Value> sequenceRange(Value offsets, Value n, Value T) {
     if (!offsets)
@@ -326,6 +346,43 @@ struct MmaEmitter {
     return {idx(0), start, arith::SubIOp::create(b, offset(addc(n, 1)), start)};
   }
 };
+
+inline MmaEmitter::OpSizes MmaEmitter::opSizes(LinearAttentionOp op) {
+  Value offsets = op.getOffsets();
+  Value H = memref::DimOp::create(b, op.getValue(), 2);
+  Value group = arith::DivUIOp::create(b, H, memref::DimOp::create(b, op.getQuery(), 2));
+  Value T = memref::DimOp::create(b, op.getQuery(), 1);
+  Value N = offsets ? arith::SubIOp::create(b, memref::DimOp::create(b, offsets, 0), idx(1))
+                          .getResult()
+                    : memref::DimOp::create(b, op.getQuery(), 0).getResult();
+  return {H, group, T, N};
+}
+
+inline MmaEmitter::ChunkBlock MmaEmitter::beginChunkKernel(LinearAttentionOp op,
+                                                           int64_t threads, int64_t bytes,
+                                                           StringRef role) {
+  Value one = idx(1);
+  OpSizes sizes = opSizes(op);
+  Value chunks = arith::CeilDivUIOp::create(b, sizes.T, idx(kMmaChunk));
+  auto launch = gpu::LaunchOp::create(b, chunks, sizes.H, sizes.N, idx(threads), one, one,
+                                      i32(bytes));
+  nameKernel(op, launch, role);
+  b.setInsertionPointToEnd(&launch.getBody().front());
+  gpu::TerminatorOp::create(b);
+  b.setInsertionPointToStart(&launch.getBody().front());
+
+  beginKernel(launch.getThreadIds().x);
+  Value chunk = launch.getBlockIds().x, h = launch.getBlockIds().y, n = launch.getBlockIds().z;
+  Value hq = arith::DivUIOp::create(b, h, sizes.group);
+  auto [row, start, length] = sequenceRange(op.getOffsets(), n, sizes.T);
+  Value c0 = mul(chunk, idx(kMmaChunk));
+  auto inside = scf::IfOp::create(b, ult(c0, length), /*withElseRegion=*/false);
+  b.setInsertionPointToStart(&inside.getThenRegion().front());
+  ChunkRows rows{row, add(start, c0),
+                 arith::MinUIOp::create(b, idx(kMmaChunk), arith::SubIOp::create(b, length, c0)),
+                 arith::SubIOp::create(b, add(start, length), one)};
+  return {rows, h, hq};
+}
 
 } // namespace mlir::mixer
 

@@ -63,7 +63,7 @@ void lowerRecurrent(LinearAttentionOp op) {
                     : memref::DimOp::create(b, op.getQuery(), 0).getResult();
   Value scale = extendTo(b, state, op.getScale());
   Value zeroF = arith::ConstantOp::create(b, b.getFloatAttr(state, 0.0));
-  bool vectorDecay = op.hasVectorDecay();
+  bool vectorDecay = op.hasVectorDecay(), valueDecay = op.hasValueDecay();
 
   auto par = scf::ParallelOp::create(b, ValueRange{zero, zero, zero}, ValueRange{V, H, N},
                                      ValueRange{one, one, one});
@@ -98,10 +98,12 @@ void lowerRecurrent(LinearAttentionOp op) {
     SmallVector<Value> keys;
     for (int64_t d = 0; d < K; ++d)
       keys.push_back(loadAs(b, state, op.getKey(), ValueRange{row, t, hq, idx(d)}));
-    // Decay: S <- D_t S, on this column.
+    // Decay: S <- D_t S, on this column (a value decay is one factor per column).
     if (Value g = op.getLogDecay()) {
       Value shared;
-      if (!vectorDecay)
+      if (valueDecay)
+        shared = math::ExpOp::create(b, loadAs(b, state, g, ValueRange{row, t, h, v}));
+      else if (!vectorDecay)
         shared = math::ExpOp::create(b, loadAs(b, state, g, ValueRange{row, t, h}));
       for (int64_t d = 0; d < K; ++d) {
         Value decay = shared ? shared

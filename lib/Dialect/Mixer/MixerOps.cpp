@@ -307,12 +307,22 @@ LogicalResult LinearAttentionOp::verify() {
                              {"beta", getBeta(), seq, "[batch, time, heads]"}};
   if (Value g = getLogDecay()) {
     bool vector = typeOf(g).getRank() == 4;
-    wants.push_back({"log_decay", g, vector ? withK : seq,
-                     vector ? "[batch, time, heads, key_dim]" : "[batch, time, heads]"});
+    if (getValueDecay()) {
+      if (!vector)
+        return emitOpError() << "value_decay needs a log_decay of rank 4 ([batch, time, heads, "
+                                "value_dim]), got rank "
+                             << typeOf(g).getRank();
+      wants.push_back({"log_decay", g, withV, "[batch, time, heads, value_dim] (value_decay)"});
+    } else {
+      wants.push_back({"log_decay", g, vector ? withK : seq,
+                       vector ? "[batch, time, heads, key_dim]" : "[batch, time, heads]"});
+    }
     if (typeOf(g).getRank() != 3 && !vector)
       return emitOpError() << "log_decay must have rank 3 (a decay per head) or 4 (per key "
                               "dimension), got rank "
                            << typeOf(g).getRank();
+  } else if (getValueDecay()) {
+    return emitOpError("value_decay without a log_decay");
   }
   // Sequences: batch rows, or the pieces of the single row cut by offsets.
   int64_t N = qs[0];

@@ -21,8 +21,8 @@ What runs where (chosen by the compiler's pipeline from the same IR):
 The state is float32 (float64 for float64 inputs); the output has v's dtype.
 Every function is the custom op `mixir::linear_attention` (fake kernel for meta
 tensors and torch.compile). Gradients flow to q, k, v, g and initial_state for the
-additive update with no or per-head decay (see _backward); the backward of per-key
-decay and of the delta rule raises NotImplementedError.
+additive update with no, per-head or per-key decay (see _backward); the backward of
+the delta rule raises NotImplementedError.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
                         state: str, out: Optional[str] = "", workspace: int = 0
                         ) -> Tuple[str, int]:
     """The `mixer.linear_attention` function of one specialisation (buffer form).
-    decay: "none", "scalar" ([B, T, H]) or "vector" ([B, T, H, K]). Returns the IR and
+    decay: "none", "scalar" ([B, T, H]), "vector" ([B, T, H, K]) or "value" ([B, T, H, V],
+    the op's value_decay). Returns the IR and
     the position of the `scale` argument (a scalar of the state type). out: the output's
     element type ("": v's; None: no output, the state pass). workspace: the width W of a
     [B, T, H, W] scratch operand of k's type (0: none): K + V for the chunked delta
@@ -69,8 +70,8 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
         f"query(%q : {tq})", f"key(%k : {tq})", f"value(%v : {tv})"]
     if decay != "none":
         # A per-key decay's rows are copied as 16-byte vectors (unit innermost stride).
-        tg = _memref((None, None, None) + ((K,) if decay == "vector" else ()), gate,
-                     decay == "vector")
+        tg = _memref((None, None, None) + {"vector": (K,), "value": (V,)}.get(decay, ()), gate,
+                     decay in ("vector", "value"))
         args.append(f"%g: {tg}")
         uses.append(f"log_decay(%g : {tg})")
     if has_beta:
@@ -97,6 +98,8 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
         tw = _memref((None, None, None, workspace), qk, True)
         args.append(f"%ws: {tw}")
         uses.append(f"workspace(%ws : {tw})")
+    if decay == "value":
+        uses.append("value_decay")
     body = "mixer.linear_attention " + " ".join(uses)
     ir = (f"func.func @la({', '.join(args)}) attributes {{llvm.emit_c_interface}} {{\n"
           f"  {body}\n  return\n}}\n")
@@ -191,7 +194,7 @@ def _vector_ready(x: torch.Tensor) -> torch.Tensor:
 
 
 def _invoke(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, o, final,
-            reverse: bool = False):
+            reverse: bool = False, value_decay: bool = False):
     """Compiles (once) and runs the specialisation of these operands; o or final may be
     None (no output: the state pass). reverse: the [B, T, ...] operands are read and o
     written with time reversed (negative strides, no copies)."""
@@ -199,8 +202,9 @@ def _invoke(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, o, final,
     state = final if final is not None else initial_state
     state_dtype = state.dtype if state is not None else (
         torch.float64 if q.dtype == torch.float64 else torch.float32)
-    vector_decay = g is not None and g.dim() == 4
-    decay = "none" if g is None else ("vector" if vector_decay else "scalar")
+    vector_decay = g is not None and g.dim() == 4 and not value_decay
+    decay = "none" if g is None else ("value" if value_decay else
+                                      "vector" if vector_decay else "scalar")
     # The chunked delta rule writes each chunk's WY factors to a scratch buffer, a
     # chunked per-key decay its decayed queries and keys, scores and chunk decays.
     width = 0
@@ -234,7 +238,8 @@ def _invoke(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, o, final,
 
 
 def _launch(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, output_final_state: bool,
-            vector_decay: bool, out_dtype: Optional[torch.dtype] = None, reverse: bool = False):
+            vector_decay: bool, out_dtype: Optional[torch.dtype] = None, reverse: bool = False,
+            value_decay: bool = False):
     """Runs the op on checked arguments. The output has v's dtype unless out_dtype says
     otherwise (the backward asks for float32 dq/dk). reverse: time runs backwards
     (the op on the time-flipped operands, its output flipped back; cu_seqlens then
@@ -260,6 +265,9 @@ def _launch(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, output_fi
     q, k, v = _vector_ready(q), _vector_ready(k), _vector_ready(v)
     if g is not None and g.dim() == 4:
         g = _vector_ready(g)
+    if value_decay:  # the recurrent kernel only (GLA's gradient passes): no splits
+        _invoke(q, k, v, g, beta, scale, initial_state, cu_seqlens, o, final, reverse, True)
+        return o, final
     if K > _MMA_MAX_K and _chunked_on_tensor_cores(q[..., :_MMA_MAX_K], v, g, beta, o.dtype):
         _run_key_split(q, k, v, g, scale, initial_state, cu_seqlens, o, final, reverse)
         return o, final
@@ -452,16 +460,16 @@ def _linear_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          g: Optional[torch.Tensor], beta: Optional[torch.Tensor], scale: float,
                          initial_state: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
                          output_final_state: bool, vector_decay: bool,
-                         out_dtype: Optional[torch.dtype], reverse: bool
+                         out_dtype: Optional[torch.dtype], reverse: bool, value_decay: bool
                          ) -> Tuple[torch.Tensor, torch.Tensor]:
     o, final = _launch(q, k, v, g, beta, scale, initial_state, cu_seqlens, output_final_state,
-                       vector_decay, out_dtype, reverse)
+                       vector_decay, out_dtype, reverse, value_decay)
     return o, final if final is not None else o.new_empty(0, dtype=torch.float32)
 
 
 @_linear_attention_op.register_fake
 def _linear_attention_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens,
-                           output_final_state, vector_decay, out_dtype, reverse):
+                           output_final_state, vector_decay, out_dtype, reverse, value_decay):
     B, T, _, K = q.shape
     H, V = v.shape[2], v.shape[3]
     N = B if cu_seqlens is None else cu_seqlens.shape[0] - 1
@@ -473,17 +481,21 @@ def _linear_attention_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens,
 
 
 # ---------------------------------------------------------------------------
-# Backward. For the additive update with no or per-head decay, every gradient is
-# itself a linear attention, so the backward reuses the forward's compiled kernels
-# (the tensor-core one where it applies). With S_t = a_t S_{t-1} + k_t v_t^T,
-# o_t = scale S_t^T q_t and dS_t = a_{t+1} dS_{t+1} + scale q_t do_t^T (dS_T given):
+# Backward. For the additive update, every gradient is itself a linear attention,
+# so the backward reuses the forward's compiled kernels (the tensor-core ones where
+# they apply). With S_t = D_t S_{t-1} + k_t v_t^T, o_t = scale S_t^T q_t and
+# dS_t = D_{t+1} dS_{t+1} + scale q_t do_t^T (dS_T given):
 #   dq_t = scale S_t do_t          the forward with (q, k, v) -> (do, v, k), init h0^T
 #   dv_t = dS_t^T k_t              the forward in reversed time with (k, q, do)
 #   dk_t = dS_t v_t                the forward in reversed time with (v, do, q)
-#   dh0  = a_0 dS_0                the reversed (k, q, do) pass's final state
-# and, with G_t the running sum of g (o_t and S_T depend on g only through G),
+#   dh0  = D_0 dS_0                the reversed (k, q, do) pass's final state
+# For a per-key decay D_t = diag(a_t) the dq and dk passes carry S^T, whose columns
+# are the key dimensions: they decay by value dimension (value_decay, the recurrent
+# kernel); the dv pass decays by key dimension as the forward does. With G_t the
+# running sum of g (o_t and S_T depend on g only through G),
 #   dG_t = q_t . dq_t - k_t . dk_t (+ <dS_T, S_T> at a sequence's last step),
-#   dg_t = sum over s >= t of dG_s within the sequence.
+# per key dimension (the products elementwise, the last term summed over values
+# only) for a per-key decay, and dg_t = sum over s >= t of dG_s within the sequence.
 # The reversed passes read the operands through negative time strides (no copies),
 # start from dS_T / scale (the kernel multiplies its output by scale) and decay by
 # the forward's step t + 1 at step t.
@@ -519,7 +531,8 @@ def _time_prefix_sums(x: torch.Tensor) -> torch.Tensor:
 
 
 def _sequence_suffix_sum(x: torch.Tensor, cu: Optional[torch.Tensor]) -> torch.Tensor:
-    """sum over s >= t of x_s within t's sequence, x [B, T, H], in float64."""
+    """sum over s >= t of x_s within t's sequence, x [B, T, H] or [B, T, H, K], in
+    float64."""
     T = x.shape[1]
     c = _time_prefix_sums(x)  # [B, H, T + 1]
     t = torch.arange(T, device=x.device)
@@ -532,13 +545,15 @@ def _sequence_suffix_sum(x: torch.Tensor, cu: Optional[torch.Tensor]) -> torch.T
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, g, beta, scale, h0, cu, output_final_state, vector_decay, out_dtype, reverse = inputs
+    (q, k, v, g, beta, scale, h0, cu, output_final_state, vector_decay, out_dtype, reverse,
+     value_decay) = inputs
     if reverse:
         raise NotImplementedError("mixir.ops.linear_attention: no gradient through a "
                                   "time-reversed pass (the backward's own)")
     ctx.scale = scale
     ctx.unsupported = ("the delta rule" if beta is not None else
-                       "per-key-dimension decay" if vector_decay and g is not None else None)
+                       "per-value-dimension decay" if value_decay else None)
+    ctx.per_key = g is not None and g.dim() == 4
     ctx.output_final_state = output_final_state
     final = output[1] if output_final_state and g is not None else None
     ctx.save_for_backward(q, k, v, g, h0, cu, final)
@@ -565,11 +580,13 @@ def _backward(ctx, do, dfinal):
     # dq and dk feed the decay gradient: keep them float32 then.
     wide = torch.float32 if need_g and q.dtype in (torch.float16, torch.bfloat16) else None
     op = _linear_attention_op
+    per_key = ctx.per_key  # dq and dk then decay by value dimension (see above)
     grads = dict(q=None, k=None, v=None, g=None, h0=None)
     dq = dk = None
     if need_q or need_g:
         h0_t = None if h0 is None else h0.transpose(-1, -2)
-        dq = op(do, v, k, g, None, ctx.scale, h0_t, cu, False, False, wide, False)[0]
+        dq = op(do, v, k, g, None, ctx.scale, h0_t, cu, False, per_key, wide, False,
+                per_key)[0]
         grads["q"] = dq.to(q.dtype) if need_q else None
 
     # The reversed passes. With scale 0 the output is 0 and only dS_T flows: run them
@@ -582,38 +599,45 @@ def _backward(ctx, do, dfinal):
         init_r = (dfinal if cu is None else dfinal.flip(0)) / scale
     q_in, do_in = (q, do) if ctx.scale != 0 else (torch.zeros_like(q), torch.zeros_like(do))
     if need_v or need_h0:
-        dv, dS0 = op(k, q_in, do_in, g_r, None, scale, init_r, cu_r, need_h0, False, None, True)
+        dv, dS0 = op(k, q_in, do_in, g_r, None, scale, init_r, cu_r, need_h0, per_key, None,
+                     True, False)
         grads["v"] = dv if need_v else None
         if need_h0:
             dS0 = (dS0 if cu is None else dS0.flip(0)) * scale
             if g is not None and T > 0:
                 first = g[:, 0] if cu is None else g[0, cu[:-1].clamp(max=T - 1)]
                 if cu is not None:
-                    first = torch.where((cu[1:] > cu[:-1]).view(N, 1), first, 0.0)
-                dS0 = dS0 * torch.exp(first.to(dS0.dtype)).view(N, H, 1, 1)
+                    first = torch.where((cu[1:] > cu[:-1]).view(N, *([1] * (first.dim() - 1))),
+                                        first, 0.0)
+                dS0 = dS0 * torch.exp(first.to(dS0.dtype)).view(N, H, -1, 1)
             grads["h0"] = dS0.to(h0.dtype)
     if need_k or need_g:
         init_t = None if init_r is None else init_r.transpose(-1, -2)
-        dk = op(v, do_in, q_in, g_r, None, scale, init_t, cu_r, False, False, wide, True)[0]
+        dk = op(v, do_in, q_in, g_r, None, scale, init_t, cu_r, False, per_key, wide, True,
+                per_key)[0]
         grads["k"] = dk.to(k.dtype) if need_k else None
     if need_g:
         acc = torch.float64 if q.dtype == torch.float64 else torch.float32
-        dG = (q * dq).sum(-1, dtype=acc) - (k * dk).sum(-1, dtype=acc)
+        if per_key:  # [B, T, H, K]
+            dG = q.to(acc) * dq.to(acc) - k.to(acc) * dk.to(acc)
+        else:  # [B, T, H]
+            dG = (q * dq).sum(-1, dtype=acc) - (k * dk).sum(-1, dtype=acc)
         if dfinal is not None and T > 0:
-            last = (dfinal.to(acc) * final.to(acc)).sum((-1, -2))  # [N, H]
+            # <dS_T, S_T> over values (and keys unless per key): [N, H] or [N, H, K].
+            last = (dfinal.to(acc) * final.to(acc)).sum((-1,) if per_key else (-1, -2))
             if cu is None:
                 dG[:, T - 1] += last
             else:
                 ends = (cu[1:] - 1).clamp(min=0)
-                last = torch.where((cu[1:] > cu[:-1]).view(N, 1), last, 0.0)
-                dG[0].index_add_(0, ends, last)
+                nonempty = (cu[1:] > cu[:-1]).view(N, *([1] * (last.dim() - 1)))
+                dG[0].index_add_(0, ends, torch.where(nonempty, last, 0.0))
         grads["g"] = _sequence_suffix_sum(dG, cu).to(g.dtype)
     if group > 1:
         for name in ("q", "k"):
             if grads[name] is not None:
                 grads[name] = grads[name].view(B, T, H // group, group, K).sum(3)
     return (grads["q"], grads["k"], grads["v"], grads["g"], None, None, grads["h0"], None,
-            None, None, None, None)
+            None, None, None, None, None)
 
 
 _linear_attention_op.register_autograd(_backward, setup_context=_setup_context)
@@ -626,11 +650,11 @@ def _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_
         scale = q.shape[3] ** -0.5
     if q.device.type == "meta":
         o, final = _linear_attention_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens,
-                                          output_final_state, vector_decay, None, False)
+                                          output_final_state, vector_decay, None, False, False)
     else:
         o, final = _linear_attention_op(q, k, v, g, beta, float(scale), initial_state,
                                         cu_seqlens, output_final_state, vector_decay, None,
-                                        False)
+                                        False, False)
     return o, (final if output_final_state else None)
 
 

@@ -206,3 +206,18 @@ func.func @gla_without_workspace_is_left(%q: !q, %g: !g, %s: f32) {
       scale(%s : f32) outs(%q : !q)
   return
 }
+
+// -----
+
+// A per-value-dimension decay (GLA's gradient passes) has no chunked kernel:
+// left for the recurrent lowering.
+// CHECK-LABEL: func.func @value_decay_is_left
+// CHECK:       mixer.linear_attention
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!g = memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>
+func.func @value_decay_is_left(%q: !q, %g: !g, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: per-value-dimension decay}}
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q) log_decay(%g : !g)
+      scale(%s : f32) outs(%q : !q) value_decay
+  return
+}

@@ -44,6 +44,23 @@ func.func @gla(%q: memref<?x?x?x2xf32>, %g: memref<?x?x?x2xf32>, %s: f32) {
   return
 }
 
+// A per-value-dimension decay (value_decay): the column's own gate, one exp per
+// step shared by its K key dimensions.
+// CHECK-LABEL: func.func @value_decay
+// CHECK:       scf.parallel (%[[V:.*]], %[[H:.*]], %{{.*}}) =
+// CHECK:         scf.for
+// CHECK:           memref.load %{{.*}}[%{{.*}}, %{{.*}}, %[[H]], %[[V]]] : memref<?x?x?x3xf32>
+// CHECK-NEXT:      math.exp
+// CHECK-NOT:       math.exp
+// CHECK:           scf.yield
+func.func @value_decay(%q: memref<?x?x?x2xf32>, %v: memref<?x?x?x3xf32>,
+                       %g: memref<?x?x?x3xf32>, %s: f32) {
+  mixer.linear_attention query(%q : memref<?x?x?x2xf32>) key(%q : memref<?x?x?x2xf32>)
+      value(%v : memref<?x?x?x3xf32>) log_decay(%g : memref<?x?x?x3xf32>) scale(%s : f32)
+      outs(%v : memref<?x?x?x3xf32>) value_decay
+  return
+}
+
 // The state pass (no output): the column is carried and stored, query is not read.
 // CHECK-LABEL: func.func @state_pass
 // CHECK:       scf.for

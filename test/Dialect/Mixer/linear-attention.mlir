@@ -172,3 +172,46 @@ func.func @vector_decay_workspace_shape(%q: memref<1x8x4x16xbf16>, %g: memref<1x
       outs(%q : memref<1x8x4x16xbf16>) workspace(%ws : memref<1x8x4x32xbf16>)
   return
 }
+
+// -----
+
+// value_decay: the log decay runs over the value dimension (the state's columns).
+// CHECK-LABEL: func.func @value_decay
+// CHECK: log_decay(%{{.*}} : memref<1x8x4x32xf32>) scale(%{{.*}} : f32) outs(%{{.*}} : memref<1x8x4x32xf32>) value_decay
+func.func @value_decay(%q: memref<1x8x4x16xf32>, %v: memref<1x8x4x32xf32>,
+                       %g: memref<1x8x4x32xf32>, %s: f32) {
+  mixer.linear_attention query(%q : memref<1x8x4x16xf32>) key(%q : memref<1x8x4x16xf32>)
+      value(%v : memref<1x8x4x32xf32>) log_decay(%g : memref<1x8x4x32xf32>) scale(%s : f32)
+      outs(%v : memref<1x8x4x32xf32>) value_decay
+  return
+}
+
+// -----
+
+func.func @value_decay_shape(%q: memref<1x8x4x16xf32>, %v: memref<1x8x4x32xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op log_decay must have shape [1, 8, 4, 32] ([batch, time, heads, value_dim] (value_decay)), got [1, 8, 4, 16]}}
+  mixer.linear_attention query(%q : memref<1x8x4x16xf32>) key(%q : memref<1x8x4x16xf32>)
+      value(%v : memref<1x8x4x32xf32>) log_decay(%q : memref<1x8x4x16xf32>) scale(%s : f32)
+      outs(%v : memref<1x8x4x32xf32>) value_decay
+  return
+}
+
+// -----
+
+func.func @value_decay_per_head(%q: memref<1x8x4x16xf32>, %g: memref<1x8x4xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op value_decay needs a log_decay of rank 4 ([batch, time, heads, value_dim]), got rank 3}}
+  mixer.linear_attention query(%q : memref<1x8x4x16xf32>) key(%q : memref<1x8x4x16xf32>)
+      value(%q : memref<1x8x4x16xf32>) log_decay(%g : memref<1x8x4xf32>) scale(%s : f32)
+      outs(%q : memref<1x8x4x16xf32>) value_decay
+  return
+}
+
+// -----
+
+func.func @value_decay_without_decay(%q: memref<1x8x4x16xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op value_decay without a log_decay}}
+  mixer.linear_attention query(%q : memref<1x8x4x16xf32>) key(%q : memref<1x8x4x16xf32>)
+      value(%q : memref<1x8x4x16xf32>) scale(%s : f32) outs(%q : memref<1x8x4x16xf32>)
+      value_decay
+  return
+}
