@@ -305,6 +305,23 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     inputs are extended before arithmetic. `chunk_size`, if present, fixes the
     chunk length of chunked lowerings; without it the lowering chooses.
 
+    With `input_gate` (`[B, T, H]`, the pre-activations i_t of an exponential
+    input gate) the op is the mLSTM cell (spec 3.1) in its stabilised form:
+    `log_decay` (per head, or absent for 0) is the log forget gate, and besides
+    `S` it carries a normaliser `n` (`[N, H, K]`) and a stabiliser `m`
+    (`[N, H]`), all 0 unless `init_normalizer` / `init_stabilizer` give them:
+
+    ```
+    m_t = max(g_t + m_{t-1}, i_t)
+    f_t = exp(g_t + m_{t-1} - m_t),   e_t = exp(i_t - m_t)
+    S_t = f_t S_{t-1} + e_t k_t v_t^T,   n_t = f_t n_{t-1} + e_t k_t
+    o_t = scale S_t^T q_t / (max(|scale n_t . q_t|, exp(-m_t)) + epsilon)
+    ```
+
+    (`epsilon` defaults to 1e-6). `final_normalizer` / `final_stabilizer`
+    receive the last `n` and `m`; `S` is `init` / `final` as for the others.
+    The sigmoid input gate (mLSTMsig) is this op with `logsigmoid(i)` for `i`.
+
     `workspace` (the element type of `key`) is scratch for chunked lowerings,
     which write per-chunk factors there before the sequential pass reads them;
     other lowerings ignore it. For the delta rule it is `[B, T, H, K + V]` (the
@@ -328,15 +345,21 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     Arg<AnyNon0RankedMemRef, "value", [MemRead]>:$value,
     Arg<Optional<AnyNon0RankedMemRef>, "log decay", [MemRead]>:$log_decay,
     Arg<Optional<AnyNon0RankedMemRef>, "delta-rule step sizes", [MemRead]>:$beta,
+    Arg<Optional<AnyNon0RankedMemRef>, "mLSTM input-gate pre-activations", [MemRead]>:$input_gate,
     AnyFloat:$scale,
     Arg<Optional<AnyNon0RankedMemRef>, "initial states", [MemRead]>:$initial_state,
+    Arg<Optional<AnyNon0RankedMemRef>, "initial mLSTM normalisers", [MemRead]>:$initial_normalizer,
+    Arg<Optional<AnyNon0RankedMemRef>, "initial mLSTM stabilisers", [MemRead]>:$initial_stabilizer,
     Arg<Optional<MemRefRankOf<[I32, I64], [1]>>, "sequence offsets", [MemRead]>:$offsets,
     Arg<Optional<AnyNon0RankedMemRef>, "output", [MemWrite]>:$output,
     Arg<Optional<AnyNon0RankedMemRef>, "final states", [MemWrite]>:$final_state,
+    Arg<Optional<AnyNon0RankedMemRef>, "final mLSTM normalisers", [MemWrite]>:$final_normalizer,
+    Arg<Optional<AnyNon0RankedMemRef>, "final mLSTM stabilisers", [MemWrite]>:$final_stabilizer,
     Arg<Optional<AnyNon0RankedMemRef>, "scratch of chunked delta-rule lowerings",
         [MemRead, MemWrite]>:$workspace,
     OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$chunk_size,
-    UnitAttr:$value_decay);
+    UnitAttr:$value_decay,
+    OptionalAttr<F64Attr>:$epsilon);
 
   let assemblyFormat = [{
     `query` `(` $query `:` type($query) `)`
@@ -344,11 +367,16 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     `value` `(` $value `:` type($value) `)`
     (`log_decay` `(` $log_decay^ `:` type($log_decay) `)`)?
     (`beta` `(` $beta^ `:` type($beta) `)`)?
+    (`input_gate` `(` $input_gate^ `:` type($input_gate) `)`)?
     `scale` `(` $scale `:` type($scale) `)`
     (`init` `(` $initial_state^ `:` type($initial_state) `)`)?
+    (`init_normalizer` `(` $initial_normalizer^ `:` type($initial_normalizer) `)`)?
+    (`init_stabilizer` `(` $initial_stabilizer^ `:` type($initial_stabilizer) `)`)?
     (`offsets` `(` $offsets^ `:` type($offsets) `)`)?
     (`outs` `(` $output^ `:` type($output) `)`)?
     (`final` `(` $final_state^ `:` type($final_state) `)`)?
+    (`final_normalizer` `(` $final_normalizer^ `:` type($final_normalizer) `)`)?
+    (`final_stabilizer` `(` $final_stabilizer^ `:` type($final_stabilizer) `)`)?
     (`workspace` `(` $workspace^ `:` type($workspace) `)`)?
     (`value_decay` $value_decay^)?
     attr-dict
@@ -365,6 +393,10 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     }
     /// True for a per-value-dimension decay: log_decay is [B, T, H, V].
     bool hasValueDecay() { return getLogDecay() && getValueDecay(); }
+    /// True for the mLSTM cell (an exponential input gate, normaliser, stabiliser).
+    bool isMlstm() { return static_cast<bool>(getInputGate()); }
+    /// The mLSTM denominator's epsilon.
+    double getEpsilonOrDefault() { return getEpsilon() ? getEpsilon()->convertToDouble() : 1e-6; }
     int64_t getKeyDim() {
       return ::mlir::cast<::mlir::MemRefType>(getKey().getType()).getShape()[3];
     }

@@ -224,3 +224,67 @@ def linear_attention_ref(q, k, v, g=None, beta=None, scale=None, initial_state=N
     out = torch.stack([torch.stack([steps.get((r, t), zero) for t in range(T)])
                        if T else torch.zeros(0, H, V, dtype=torch.float64) for r in range(B)])
     return out, torch.stack(finals)
+
+
+def mlstm_ref(q, k, v, i, f, c_initial=None, n_initial=None, m_initial=None, eps=1e-6):
+    """The mLSTM cell, stabilised recurrent form, one step at a time in float64 (spec
+    3.1; mlstm_kernels' layout: q, k [B, NH, S, DHQK], v [B, NH, S, DHV], gate
+    pre-activations i, f [B, NH, S]; states c [B, NH, DHQK, DHV], n [B, NH, DHQK],
+    m [B, NH, 1], zero unless given):
+
+        m_t = max(logsigmoid(f_t) + m_{t-1}, i_t)
+        f'_t = exp(logsigmoid(f_t) + m_{t-1} - m_t),  i'_t = exp(i_t - m_t)
+        C_t = f'_t C_{t-1} + i'_t k_t v_t^T,  n_t = f'_t n_{t-1} + i'_t k_t
+        h_t = C_t^T q^_t / (max(|n_t . q^_t|, exp(-m_t)) + eps),  q^_t = q_t / sqrt(DHQK)
+
+    Returns (h [B, NH, S, DHV], (c, n, m)) as float64 CPU tensors."""
+    import torch
+
+    def f64(x):
+        return None if x is None else torch.as_tensor(x).to("cpu", torch.float64)
+
+    q, k, v, i, f = f64(q), f64(k), f64(v), f64(i), f64(f)
+    B, NH, S, K = q.shape
+    V = v.shape[-1]
+    C = f64(c_initial) if c_initial is not None else torch.zeros(B, NH, K, V, dtype=torch.float64)
+    n = f64(n_initial) if n_initial is not None else torch.zeros(B, NH, K, dtype=torch.float64)
+    m = f64(m_initial).reshape(B, NH) if m_initial is not None else torch.zeros(
+        B, NH, dtype=torch.float64)
+    logf = torch.nn.functional.logsigmoid(f)
+    hs = []
+    for t in range(S):
+        m_new = torch.maximum(logf[:, :, t] + m, i[:, :, t])
+        fa = torch.exp(logf[:, :, t] + m - m_new)[..., None]
+        ia = torch.exp(i[:, :, t] - m_new)[..., None]
+        kt, vt, qt = k[:, :, t], v[:, :, t], q[:, :, t] * K ** -0.5
+        C = fa[..., None] * C + ia[..., None] * kt[..., :, None] * vt[..., None, :]
+        n = fa * n + ia * kt
+        num = torch.einsum("bhkv,bhk->bhv", C, qt)
+        den = torch.einsum("bhk,bhk->bh", n, qt).abs()
+        hs.append(num / (torch.maximum(den, torch.exp(-m_new)) + eps)[..., None])
+        m = m_new
+    h = torch.stack(hs, dim=2) if S else torch.zeros(B, NH, 0, V, dtype=torch.float64)
+    return h, (C, n, m[..., None])
+
+
+def mlstm_parallel_ref(q, k, v, i, f, eps=1e-6):
+    """The mLSTM cell's unstabilised parallel form (spec 3.1's mathematical target)
+    in float64, from zero states: with w_ts = exp(sum_{r=s+1..t} logsigmoid(f_r) + i_s)
+    for s <= t, h_t = num_t / max(|den_t|, 1), num_t = sum_s w_ts (q^_t . k_s) v_s and
+    den_t = sum_s w_ts (q^_t . k_s). Equals mlstm_ref with eps = 0 (the stabilised
+    form's eps acts on the scaled denominator); an independent check of that oracle
+    for short sequences with moderate gates (exp(i) must not overflow)."""
+    import torch
+
+    q, k, v, i, f = [torch.as_tensor(x).to("cpu", torch.float64) for x in (q, k, v, i, f)]
+    S, K = q.shape[2], q.shape[3]
+    logf = torch.nn.functional.logsigmoid(f)
+    csum = torch.cumsum(logf, dim=-1)  # [B, NH, S]
+    # log w_ts = csum_t - csum_s + i_s for s <= t
+    logw = csum[..., :, None] - csum[..., None, :] + i[..., None, :]
+    causal = torch.ones(S, S, dtype=torch.bool).tril()
+    w = torch.where(causal, torch.exp(logw), torch.zeros((), dtype=torch.float64))
+    scores = torch.einsum("bhtk,bhsk->bhts", q * K ** -0.5, k) * w
+    num = torch.einsum("bhts,bhsv->bhtv", scores, v)
+    den = scores.sum(-1).abs()
+    return num / (torch.maximum(den, torch.ones_like(den)))[..., None]

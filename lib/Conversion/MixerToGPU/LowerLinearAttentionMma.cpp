@@ -106,6 +106,8 @@ std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
   }
   if (op.hasValueDecay())
     return "per-value-dimension decay";
+  if (op.isMlstm())
+    return "the mLSTM cell (input gate, normaliser and stabiliser)";
   if (Value g = op.getLogDecay();
       g && !op.hasVectorDecay() && !typeOf(g).getElementType().isF32())
     return "per-head decay that is not f32";

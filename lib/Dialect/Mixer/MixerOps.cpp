@@ -304,7 +304,8 @@ LogicalResult LinearAttentionOp::verify() {
   SmallVector<Want> wants = {{"key", getKey(), SmallVector<int64_t>(qs), "like query"},
                              {"value", getValue(), withV, "[batch, time, heads, value_dim]"},
                              {"output", getOutput(), withV, "like value"},
-                             {"beta", getBeta(), seq, "[batch, time, heads]"}};
+                             {"beta", getBeta(), seq, "[batch, time, heads]"},
+                             {"input_gate", getInputGate(), seq, "[batch, time, heads]"}};
   if (Value g = getLogDecay()) {
     bool vector = typeOf(g).getRank() == 4;
     if (getValueDecay()) {
@@ -341,6 +342,12 @@ LogicalResult LinearAttentionOp::verify() {
                    "[sequences, heads, key_dim, value_dim]"});
   wants.push_back({"final_state", getFinalState(), stateShape,
                    "[sequences, heads, key_dim, value_dim]"});
+  for (auto [name, value] : {std::pair<StringRef, Value>{"init_normalizer", getInitialNormalizer()},
+                             {"final_normalizer", getFinalNormalizer()}})
+    wants.push_back({name, value, {N, H, K}, "[sequences, heads, key_dim]"});
+  for (auto [name, value] : {std::pair<StringRef, Value>{"init_stabilizer", getInitialStabilizer()},
+                             {"final_stabilizer", getFinalStabilizer()}})
+    wants.push_back({name, value, {N, H}, "[sequences, heads]"});
   if (getBeta())
     wants.push_back({"workspace", getWorkspace(), {qs[0], qs[1], H, K + V},
                      "[batch, time, heads, key_dim + value_dim]"});
@@ -364,7 +371,26 @@ LogicalResult LinearAttentionOp::verify() {
       return emitOpError() << "workspace element type " << typeOf(ws).getElementType()
                            << " differs from key's " << typeOf(getKey()).getElementType();
   }
-  if (!getOutput() && !getFinalState())
+  // The mLSTM cell's extra state exists only with its input gate, and the
+  // cell is defined for the additive update with a per-head forget gate.
+  if (!isMlstm()) {
+    for (auto [name, value] :
+         {std::pair<StringRef, Value>{"init_normalizer", getInitialNormalizer()},
+          {"init_stabilizer", getInitialStabilizer()},
+          {"final_normalizer", getFinalNormalizer()},
+          {"final_stabilizer", getFinalStabilizer()}})
+      if (value)
+        return emitOpError() << name << " is an mLSTM state: it needs input_gate";
+    if (getEpsilon())
+      return emitOpError("epsilon is the mLSTM denominator's: it needs input_gate");
+  } else {
+    if (getBeta())
+      return emitOpError("input_gate (mLSTM) and beta (delta rule) exclude each other");
+    if (Value g = getLogDecay(); g && typeOf(g).getRank() != 3)
+      return emitOpError("with input_gate (mLSTM) log_decay must be a per-head forget gate "
+                         "[batch, time, heads]");
+  }
+  if (!getOutput() && !getFinalState() && !getFinalNormalizer() && !getFinalStabilizer())
     return emitOpError("has nothing to write: give outs, final or both");
   Type state = getStateElementType();
   if (!state.isF32() && !state.isF64())
@@ -373,8 +399,16 @@ LogicalResult LinearAttentionOp::verify() {
     return emitOpError() << "initial_state element type " << typeOf(init).getElementType()
                          << " differs from final_state's " << state;
   for (auto [name, value] :
+       {std::pair<StringRef, Value>{"init_normalizer", getInitialNormalizer()},
+        {"init_stabilizer", getInitialStabilizer()}, {"final_normalizer", getFinalNormalizer()},
+        {"final_stabilizer", getFinalStabilizer()}})
+    if (value && typeOf(value).getElementType() != state)
+      return emitOpError() << name << " element type " << typeOf(value).getElementType()
+                           << " differs from the state element type " << state;
+  for (auto [name, value] :
        {std::pair<StringRef, Value>{"query", getQuery()}, {"key", getKey()}, {"value", getValue()},
-        {"log_decay", getLogDecay()}, {"beta", getBeta()}, {"output", getOutput()}}) {
+        {"log_decay", getLogDecay()}, {"beta", getBeta()}, {"input_gate", getInputGate()},
+        {"output", getOutput()}}) {
     if (!value)
       continue;
     Type t = typeOf(value).getElementType();

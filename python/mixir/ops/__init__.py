@@ -2,6 +2,6 @@
 
 from .scan import Window, jagged, scan
 from .btp import btp
-from . import linear_attention
+from . import linear_attention, mlstm
 
-__all__ = ["scan", "jagged", "Window", "btp", "linear_attention"]
+__all__ = ["scan", "jagged", "Window", "btp", "linear_attention", "mlstm"]

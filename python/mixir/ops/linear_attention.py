@@ -53,7 +53,9 @@ def _memref(shape, element: str, unit_last: bool) -> str:
 @functools.lru_cache(maxsize=None)
 def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, has_beta: bool,
                         beta: str, has_init: bool, offsets: Optional[str], has_final: bool,
-                        state: str, out: Optional[str] = "", workspace: int = 0
+                        state: str, out: Optional[str] = "", workspace: int = 0,
+                        input_gate: Optional[str] = None, mlstm_init: bool = False,
+                        mlstm_final: bool = False, epsilon: Optional[float] = None
                         ) -> Tuple[str, int]:
     """The `mixer.linear_attention` function of one specialisation (buffer form).
     decay: "none", "scalar" ([B, T, H]), "vector" ([B, T, H, K]) or "value" ([B, T, H, V],
@@ -61,7 +63,10 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
     the position of the `scale` argument (a scalar of the state type). out: the output's
     element type ("": v's; None: no output, the state pass). workspace: the width W of a
     [B, T, H, W] scratch operand of k's type (0: none): K + V for the chunked delta
-    rule's WY factors, 4 K + 64 for a per-key decay's chunk factors."""
+    rule's WY factors, 4 K + 64 for a per-key decay's chunk factors. input_gate: the
+    element type of an mLSTM input gate [B, T, H] (the cell, see MixerOps.td), with
+    mlstm_init / mlstm_final: normaliser [N, H, K] and stabiliser [N, H] operands
+    after the initial / final state, and the denominator's epsilon."""
     tq = _memref((None, None, None, K), qk, True)
     tv = _memref((None, None, None, V), v, True)
     tout = _memref((None, None, None, V), out or v, True)
@@ -78,12 +83,21 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
         tb = _memref((None, None, None), beta, False)
         args.append(f"%beta: {tb}")
         uses.append(f"beta(%beta : {tb})")
+    if input_gate:
+        ti = _memref((None, None, None), input_gate, False)
+        args.append(f"%ig: {ti}")
+        uses.append(f"input_gate(%ig : {ti})")
+    tn = _memref((None, None, K), state, False)
+    tm = _memref((None, None), state, False)
     scale_pos = len(args)
     args.append(f"%scale: {state}")
     uses.append(f"scale(%scale : {state})")
     if has_init:
         args.append(f"%h0: {ts}")
         uses.append(f"init(%h0 : {ts})")
+    if mlstm_init:
+        args += [f"%n0: {tn}", f"%m0: {tm}"]
+        uses += [f"init_normalizer(%n0 : {tn})", f"init_stabilizer(%m0 : {tm})"]
     if offsets:
         tcu = f"memref<?x{offsets}, strided<[?], offset: ?>>"
         args.append(f"%cu: {tcu}")
@@ -94,12 +108,17 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
     if has_final:
         args.append(f"%hT: {ts}")
         uses.append(f"final(%hT : {ts})")
+    if mlstm_final:
+        args += [f"%nT: {tn}", f"%mT: {tm}"]
+        uses += [f"final_normalizer(%nT : {tn})", f"final_stabilizer(%mT : {tm})"]
     if workspace:
         tw = _memref((None, None, None, workspace), qk, True)
         args.append(f"%ws: {tw}")
         uses.append(f"workspace(%ws : {tw})")
     if decay == "value":
         uses.append("value_decay")
+    if epsilon is not None:
+        uses.append(f"{{epsilon = {float(epsilon):.17e} : f64}}")  # MLIR floats need a dot
     body = "mixer.linear_attention " + " ".join(uses)
     ir = (f"func.func @la({', '.join(args)}) attributes {{llvm.emit_c_interface}} {{\n"
           f"  {body}\n  return\n}}\n")

@@ -221,3 +221,16 @@ func.func @value_decay_is_left(%q: !q, %g: !g, %s: f32) {
       scale(%s : f32) outs(%q : !q) value_decay
   return
 }
+
+// -----
+
+// The mLSTM cell has no chunked kernel yet: left for the recurrent lowering.
+// CHECK-LABEL: func.func @mlstm_is_left
+// CHECK:       mixer.linear_attention
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+func.func @mlstm_is_left(%q: !q, %f: memref<?x?x?xf32>, %i: memref<?x?x?xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: the mLSTM cell (input gate, normaliser and stabiliser)}}
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q) log_decay(%f : memref<?x?x?xf32>)
+      input_gate(%i : memref<?x?x?xf32>) scale(%s : f32) outs(%q : !q)
+  return
+}

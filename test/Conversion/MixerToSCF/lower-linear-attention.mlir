@@ -74,3 +74,30 @@ func.func @state_pass(%k: memref<2x8x3x4xbf16>, %v: memref<2x8x3x8xbf16>, %s: f3
       value(%v : memref<2x8x3x8xbf16>) scale(%s : f32) final(%hT : memref<2x3x4x8xf32>)
   return
 }
+
+// The mLSTM cell: each column also carries its copy of the normaliser (K) and
+// the stabiliser (1): 2K + 1 = 5 values; per step the new stabiliser is a
+// maximum, the forget and input factors two exps, the readout is divided by
+// max(|n . q|, exp(-m)) + epsilon, and column 0 writes the final n and m.
+// CHECK-LABEL: func.func @mlstm
+// CHECK:       scf.parallel (%[[V:.*]], %[[H:.*]], %[[N:.*]]) =
+// CHECK:         %[[COL:.*]]:5 = scf.for {{.*}} -> (f32, f32, f32, f32, f32) {
+// CHECK:           arith.maximumf
+// CHECK-COUNT-2:   math.exp
+// CHECK:           math.absf
+// CHECK:           math.exp
+// CHECK:           arith.constant 9.99999{{[0-9]+}}E-7 : f32
+// CHECK:           arith.divf
+// CHECK:           scf.yield
+// CHECK:         arith.cmpi eq, %[[V]]
+// CHECK:         scf.if
+// CHECK-COUNT-2:   memref.store %[[COL]]#{{[23]}}, %{{.*}}[%[[N]], %[[H]], %{{.*}}] : memref<?x?x2xf32>
+// CHECK:           memref.store %[[COL]]#4, %{{.*}}[%[[N]], %[[H]]] : memref<?x?xf32>
+func.func @mlstm(%q: memref<?x?x?x2xf32>, %f: memref<?x?x?xf32>, %i: memref<?x?x?xf32>, %s: f32,
+                 %n: memref<?x?x2xf32>, %m: memref<?x?xf32>) {
+  mixer.linear_attention query(%q : memref<?x?x?x2xf32>) key(%q : memref<?x?x?x2xf32>)
+      value(%q : memref<?x?x?x2xf32>) log_decay(%f : memref<?x?x?xf32>)
+      input_gate(%i : memref<?x?x?xf32>) scale(%s : f32) outs(%q : memref<?x?x?x2xf32>)
+      final_normalizer(%n : memref<?x?x2xf32>) final_stabilizer(%m : memref<?x?xf32>)
+  return
+}

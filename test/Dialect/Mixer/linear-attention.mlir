@@ -215,3 +215,64 @@ func.func @value_decay_without_decay(%q: memref<1x8x4x16xf32>, %s: f32) {
       value_decay
   return
 }
+
+// -----
+
+// The mLSTM cell: an input gate, the log forget gate as log_decay, and the
+// normaliser and stabiliser states beside S.
+// CHECK-LABEL: func.func @mlstm
+// CHECK: input_gate(%{{.*}} : memref<2x8x4xf32>) scale(%{{.*}} : f32) init(%{{.*}} : memref<2x4x16x32xf32>) init_normalizer(%{{.*}} : memref<2x4x16xf32>) init_stabilizer(%{{.*}} : memref<2x4xf32>) outs(%{{.*}} : memref<2x8x4x32xbf16>) final(%{{.*}} : memref<2x4x16x32xf32>) final_normalizer(%{{.*}} : memref<2x4x16xf32>) final_stabilizer(%{{.*}} : memref<2x4xf32>) {epsilon = 9.99999{{[0-9]+}}E-7 : f64}
+func.func @mlstm(%q: memref<2x8x4x16xbf16>, %v: memref<2x8x4x32xbf16>, %f: memref<2x8x4xf32>,
+                 %i: memref<2x8x4xf32>, %s: f32, %c: memref<2x4x16x32xf32>,
+                 %n: memref<2x4x16xf32>, %m: memref<2x4xf32>) {
+  mixer.linear_attention query(%q : memref<2x8x4x16xbf16>) key(%q : memref<2x8x4x16xbf16>)
+      value(%v : memref<2x8x4x32xbf16>) log_decay(%f : memref<2x8x4xf32>)
+      input_gate(%i : memref<2x8x4xf32>) scale(%s : f32) init(%c : memref<2x4x16x32xf32>)
+      init_normalizer(%n : memref<2x4x16xf32>) init_stabilizer(%m : memref<2x4xf32>)
+      outs(%v : memref<2x8x4x32xbf16>) final(%c : memref<2x4x16x32xf32>)
+      final_normalizer(%n : memref<2x4x16xf32>) final_stabilizer(%m : memref<2x4xf32>)
+      {epsilon = 1.0e-6 : f64}
+  return
+}
+
+// -----
+
+func.func @normalizer_without_input_gate(%q: memref<2x8x4x16xf32>, %s: f32,
+                                         %n: memref<2x4x16xf32>) {
+  // expected-error @+1 {{'mixer.linear_attention' op init_normalizer is an mLSTM state: it needs input_gate}}
+  mixer.linear_attention query(%q : memref<2x8x4x16xf32>) key(%q : memref<2x8x4x16xf32>)
+      value(%q : memref<2x8x4x16xf32>) scale(%s : f32) init_normalizer(%n : memref<2x4x16xf32>)
+      outs(%q : memref<2x8x4x16xf32>)
+  return
+}
+
+// -----
+
+func.func @mlstm_stabilizer_shape(%q: memref<2x8x4x16xf32>, %i: memref<2x8x4xf32>, %s: f32,
+                                  %m: memref<2x4x1xf32>) {
+  // expected-error @+1 {{'mixer.linear_attention' op final_stabilizer must have shape [2, 4] ([sequences, heads]), got [2, 4, 1]}}
+  mixer.linear_attention query(%q : memref<2x8x4x16xf32>) key(%q : memref<2x8x4x16xf32>)
+      value(%q : memref<2x8x4x16xf32>) input_gate(%i : memref<2x8x4xf32>) scale(%s : f32)
+      outs(%q : memref<2x8x4x16xf32>) final_stabilizer(%m : memref<2x4x1xf32>)
+  return
+}
+
+// -----
+
+func.func @mlstm_vector_forget_gate(%q: memref<2x8x4x16xf32>, %i: memref<2x8x4xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op with input_gate (mLSTM) log_decay must be a per-head forget gate [batch, time, heads]}}
+  mixer.linear_attention query(%q : memref<2x8x4x16xf32>) key(%q : memref<2x8x4x16xf32>)
+      value(%q : memref<2x8x4x16xf32>) log_decay(%q : memref<2x8x4x16xf32>)
+      input_gate(%i : memref<2x8x4xf32>) scale(%s : f32) outs(%q : memref<2x8x4x16xf32>)
+  return
+}
+
+// -----
+
+func.func @mlstm_with_beta(%q: memref<2x8x4x16xf32>, %i: memref<2x8x4xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op input_gate (mLSTM) and beta (delta rule) exclude each other}}
+  mixer.linear_attention query(%q : memref<2x8x4x16xf32>) key(%q : memref<2x8x4x16xf32>)
+      value(%q : memref<2x8x4x16xf32>) beta(%i : memref<2x8x4xf32>)
+      input_gate(%i : memref<2x8x4xf32>) scale(%s : f32) outs(%q : memref<2x8x4x16xf32>)
+  return
+}
