@@ -9,13 +9,15 @@ user swaps an import:
     from mixir.ops.linear_attention import chunk_simple_gla   # was: from fla.ops.simple_gla
 
 What runs where (chosen by the compiler's pipeline from the same IR):
-* CUDA, bf16/fp16 inputs, per-head or no decay, additive update, K a multiple
-  of 16, V a multiple of 64: the fused chunked tensor-core kernel
-  (mixer-lower-linear-attention-mma). Above it (strategy, below): a sequence split
-  when few heads would leave SMs idle, and a key split for K > 128.
-* everything else (CPU; fp32/fp64 inputs; per-key decay (GLA); the delta rule):
-  the exact recurrent kernel (mixer-lower-linear-attention), one thread per state
-  column. On the GPU this is the decode path and a slow fallback for long
+* CUDA, bf16/fp16 inputs, K a multiple of 16 (up to 128 per pass), V a multiple
+  of 64: the chunked tensor-core kernels (mixer-lower-linear-attention-mma): the
+  sequential kernel, preceded for the delta rule by its WY-factor kernel and for a
+  per-key decay (GLA, f32 gates) by its chunk-factor kernel. Above them (strategy,
+  below): a sequence split when few heads would leave SMs idle (not for the delta
+  rule), and a key split for K > 128 (not for the delta rule either).
+* everything else (CPU; fp32/fp64 inputs; the backward's per-value-dimension
+  decays): the exact recurrent kernel (mixer-lower-linear-attention), one thread per
+  state column. On the GPU this is the decode path and a slow fallback for long
   prefills of those variants.
 
 The state is float32 (float64 for float64 inputs); the output has v's dtype.
