@@ -286,15 +286,12 @@ void MmaKernelBuilder::build() {
     }
     copyRowsAsync(gw_, addc(stageOff, offK), strideQK(), K, idx(K), rows, h, threads);
     copyRowsAsync(gv_, addc(stageOff, offV), strideV(), BV, vBaseCol, rows, h, threads);
-    Value e = add(gw_.offset,
-                  add(add(mul(rows.row, gw_.strides[0]), mul(rows.t0, gw_.strides[1])),
-                      addc(mul(h, gw_.strides[2]), 2 * K + kChunk)));
-    Value src = add(gw_.base, mul(e, idx(2)));
+    Value src = byteAddress(gw_, rows.row, rows.t0, h, idx(2 * K + kChunk), 2);
     for (int64_t i0 = 0; i0 < K / 4; i0 += threads) {
       Value i = addc(tid, i0);
       auto guard = guardBelow(i, i0 + threads > K / 4 ? K / 4 : 0);
-      copy16Async(add(addc(stageOff, offDecay), mul(i, idx(16))), add(src, mul(i, idx(16))),
-                  i32(16));
+      copyAsync(add(addc(stageOff, offDecay), mul(i, idx(16))), add(src, mul(i, idx(16))), 16,
+                i32(16));
     }
   };
   auto stageChunk = [&](Value c, Value parity) {

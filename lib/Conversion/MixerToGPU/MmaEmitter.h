@@ -213,11 +213,9 @@ struct MmaEmitter {
       Value col = mul(arith::RemUIOp::create(b, i, idx(perRow)), idx(perVector));
       Value inside = ult(r, rows.valid);
       Value t = arith::MinUIOp::create(b, add(rows.t0, r), rows.lastRow);
-      Value e = add(g.offset, add(add(mul(rows.row, g.strides[0]), mul(t, g.strides[1])),
-                                  add(mul(head, g.strides[2]), add(colBase, col))));
+      Value src = byteAddress(g, rows.row, t, head, add(colBase, col), eltBytes);
       Value to = add(dst, add(mul(r, idx(stride * eltBytes)), mul(col, idx(eltBytes))));
-      copy16Async(to, add(g.base, mul(e, idx(eltBytes))),
-                  arith::SelectOp::create(b, inside, i32(16), i32(0)));
+      copyAsync(to, src, 16, arith::SelectOp::create(b, inside, i32(16), i32(0)));
     }
   }
 
@@ -228,7 +226,6 @@ struct MmaEmitter {
   /// that read comes before any barrier. Steps past the sequence are
   /// zero-filled.
   void copyGatesAsync(const Global &g, Value dst, const ChunkRows &rows, Value head) {
-    MLIRContext *ctx = b.getContext();
     auto isWarp0 = scf::IfOp::create(
         b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, warp, idx(0)), false);
     OpBuilder::InsertionGuard inWarp0(b);
@@ -236,23 +233,28 @@ struct MmaEmitter {
     for (int64_t step = 0; step < 2; ++step) {
       Value r = addc(mul(lane, idx(2)), step);
       Value t = arith::MinUIOp::create(b, add(rows.t0, r), rows.lastRow);
-      Value e = add(g.offset, add(add(mul(rows.row, g.strides[0]), mul(t, g.strides[1])),
-                                  mul(head, g.strides[2])));
-      Value d64 = arith::IndexCastOp::create(b, b.getI64Type(), add(dst, mul(r, idx(4))));
-      Value dptr = LLVM::GEPOp::create(b, LLVM::LLVMPointerType::get(ctx, 3), b.getI8Type(),
-                                       smemBase, ValueRange{d64});
-      Value s64 = arith::IndexCastOp::create(b, b.getI64Type(), add(g.base, mul(e, idx(4))));
-      Value generic = LLVM::IntToPtrOp::create(b, LLVM::LLVMPointerType::get(ctx), s64);
-      Value global =
-          LLVM::AddrSpaceCastOp::create(b, LLVM::LLVMPointerType::get(ctx, 1), generic);
-      Value bytes = arith::SelectOp::create(b, ult(r, rows.valid), i32(4), i32(0));
-      NVVM::CpAsyncOp::create(b, dptr, global, 4, NVVM::LoadCacheModifierKind::CA, bytes);
+      Value src = byteAddress(g, rows.row, t, head, Value(), 4);
+      copyAsync(add(dst, mul(r, idx(4))), src, 4,
+                arith::SelectOp::create(b, ult(r, rows.valid), i32(4), i32(0)));
     }
   }
 
-  /// One 16-byte cp.async from global byte address `src` to shared byte
-  /// offset `dst`; `bytes` (i32, 0 or 16) are read, the rest zero-filled.
-  void copy16Async(Value dst, Value src, Value bytes) {
+  /// The byte address of element (row, t, head, col) of a [rows, time, heads,
+  /// cols] operand of `eltBytes`-byte elements (no col: the [rows, time,
+  /// heads] operand's element).
+  Value byteAddress(const Global &g, Value row, Value t, Value head, Value col,
+                    int64_t eltBytes) {
+    Value inRow = mul(head, g.strides[2]);
+    if (col)
+      inRow = add(inRow, col);
+    Value e = add(g.offset, add(add(mul(row, g.strides[0]), mul(t, g.strides[1])), inRow));
+    return add(g.base, mul(e, idx(eltBytes)));
+  }
+
+  /// One cp.async of `size` bytes (4, 8 or 16) from global byte address `src`
+  /// to shared byte offset `dst`; `bytes` (i32, 0 or size) are read, the rest
+  /// zero-filled. 16-byte copies bypass L1 (cg), smaller ones cannot (ca).
+  void copyAsync(Value dst, Value src, int64_t size, Value bytes) {
     MLIRContext *ctx = b.getContext();
     Value d64 = arith::IndexCastOp::create(b, b.getI64Type(), dst);
     Value dptr = LLVM::GEPOp::create(b, LLVM::LLVMPointerType::get(ctx, 3), b.getI8Type(),
@@ -260,7 +262,10 @@ struct MmaEmitter {
     Value s64 = arith::IndexCastOp::create(b, b.getI64Type(), src);
     Value generic = LLVM::IntToPtrOp::create(b, LLVM::LLVMPointerType::get(ctx), s64);
     Value global = LLVM::AddrSpaceCastOp::create(b, LLVM::LLVMPointerType::get(ctx, 1), generic);
-    NVVM::CpAsyncOp::create(b, dptr, global, 16, NVVM::LoadCacheModifierKind::CG, bytes);
+    NVVM::CpAsyncOp::create(b, dptr, global, size,
+                            size == 16 ? NVVM::LoadCacheModifierKind::CG
+                                       : NVVM::LoadCacheModifierKind::CA,
+                            bytes);
   }
 
   /// With `bound` > 0, the rest of the current block runs only for i < bound

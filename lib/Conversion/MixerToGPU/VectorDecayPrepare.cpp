@@ -318,10 +318,8 @@ void VectorDecayPrepareBuilder::build() {
   gpu::BarrierOp::create(b);
 
   // The byte address of the chunk's first row, column 2K + 64 (its f32 decay).
-  Global ws = globalOf(op.getWorkspace());
-  Value e = add(ws.offset, add(add(mul(row, ws.strides[0]), mul(rows.t0, ws.strides[1])),
-                               addc(mul(h, ws.strides[2]), 2 * K + kC)));
-  decayedRows(rows, h, add(ws.base, mul(e, idx(2))));
+  decayedRows(rows, h, byteAddress(globalOf(op.getWorkspace()), row, rows.t0, h,
+                                   idx(2 * K + kC), 2));
 
   // The ten tiles of P on or below the diagonal, dealt round-robin to warps.
   int64_t t = 0;
