@@ -224,16 +224,21 @@ def test_gradients_match_oracle(monkeypatch, device, dtype, decay, layout, state
 def test_gradients_of_state_only_use_and_zero_scale(scale):
     """Only the final state feeds the loss (and scale 0: the output is identically 0)."""
     q, k, v, g, _ = inputs(1, 40, 2, 8, 4, torch.float64, "cpu", "scalar")
-    h0 = torch.randn(1, 2, 8, 4, dtype=torch.float64)
+    h0 = torch.randn(1, 2, 8, 4, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
     xs = [x.clone().requires_grad_() for x in (q, k, v, g, h0)]
     _, f = la.chunk_simple_gla(*xs[:4], scale=scale, initial_state=xs[4], output_final_state=True)
     got = torch.autograd.grad(f.square().sum(), xs)
     ys = [x.clone().requires_grad_() for x in (q, k, v, g, h0)]
     _, rf = linear_attention_ref(*ys[:3], g=ys[3], scale=scale, initial_state=ys[4])
     want = torch.autograd.grad(rf.square().sum(), ys, allow_unused=True)
-    for a, b in zip(got, want):
-        b = torch.zeros_like(a) if b is None else b
-        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    # Relative to each gradient's largest entry: dg_t sums terms of that size which
+    # cancel down to ~1e-8 for early t (g_0 reaches S_T only through h0), so an
+    # elementwise relative tolerance would measure float64 cancellation, not the kernel.
+    for name, a, b in zip(["q", "k", "v", "g", "initial_state"], got, want):
+        if b is None:  # q does not reach the final state
+            assert not a.any(), name
+        else:
+            assert rel(a, b) < GRAD_TOL[torch.float64], (name, rel(a, b))
 
 
 def test_backward_raises_where_not_implemented():
