@@ -415,4 +415,157 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
   }];
 }
 
+//===----------------------------------------------------------------------===//
+// mixer.linear_attention_adjoint
+//===----------------------------------------------------------------------===//
+
+def Mixer_LinearAttentionAdjointOp : Mixer_Op<"linear_attention_adjoint",
+                                               [AttrSizedOperandSegments]> {
+  let summary = "gradients of mixer.linear_attention (the adjoint recurrence), in one pass";
+  let description = [{
+    The reverse-mode derivative of a `mixer.linear_attention` with the same
+    forward operands (`query` ... `offsets`, `epsilon`): given the gradient of
+    the output `output_grad` and optionally of the final states
+    (`final_grad`, and for the mLSTM cell `final_normalizer_grad`,
+    `final_stabilizer_grad`), it writes the gradient of every forward operand
+    that is present: `query_grad`, `key_grad`, `value_grad`, and
+    `log_decay_grad`, `beta_grad`, `input_gate_grad`, `init_grad`,
+    `init_normalizer_grad`, `init_stabilizer_grad` exactly when the op has the
+    corresponding forward operand. Gradients are written in the element types
+    of their destinations.
+
+    With `L_t` the gradient reaching `S_t` (from `final_grad` at a sequence's
+    last step), `S'_t = D_t S_{t-1}` and the update's value `u_t`:
+
+    ```
+    L_t   += scale q_t do_t^T           dq_t = scale S_t do_t
+    y_t    = L_t^T k_t                  dv_t = y_t (additive) or beta_t y_t
+    dbeta_t = y_t . (v_t - S'^T_t k_t)   dk_t = L_t u_t - beta_t S'_t y_t
+    G_t    = L_t - beta_t k_t y_t^T      dg_t = sum over values of G_t * S'_t
+    L_{t-1} = D_t G_t                   init_grad = L_{-1}
+    ```
+
+    (the `beta` terms only for the delta rule; `dg` summed over keys too for a
+    per-head decay). The mLSTM cell's adjoint also carries the normaliser's
+    and stabiliser's gradients: the stabiliser is differentiated exactly (its
+    `max` sends the gradient to the larger argument, the denominator's `max`
+    likewise, `|x|` by its sign), so the gradients are those of the function
+    the forward computes, `epsilon` included.
+
+    The adjoint needs `S_{t-1}` at every step, in reverse time. Per (sequence,
+    head) it runs the forward once and keeps the state at every `chunk_size`-th
+    step (checkpoints), then, chunk by chunk from the last, recomputes the
+    chunk's states from its checkpoint and runs the adjoint back through it:
+    twice the forward's work and `ceil(T / chunk_size) + chunk_size` states of
+    memory instead of T. `workspace` holds them, in the state element type:
+    `[N, H, P + chunk_size + 1, K, V]` with P >= ceil(longest sequence /
+    chunk_size) checkpoints, then the chunk's states, then `L`; for the mLSTM
+    cell `[N, H, P + chunk_size + 1, K + 1, V + 1]` (column V holds n, row K
+    column 0 holds m). P is the only run-time size the lowering cannot check:
+    a smaller workspace is out-of-bounds access.
+
+    Grouped value heads: `query_grad` and `key_grad` are per value head
+    (`[B, T, H, K]`); the caller sums them over each group. Per-value-dimension
+    decays (`value_decay`) have no adjoint here. Buffer form only.
+
+    ```mlir
+    mixer.linear_attention_adjoint
+        query(%q : memref<?x?x?x64xf32>) key(%k : memref<?x?x?x64xf32>)
+        value(%v : memref<?x?x?x64xf32>) log_decay(%g : memref<?x?x?xf32>)
+        beta(%b : memref<?x?x?xf32>) scale(%s : f32)
+        output_grad(%do : memref<?x?x?x64xf32>)
+        workspace(%ws : memref<?x?x?x64x64xf32>)
+        query_grad(%dq : memref<?x?x?x64xf32>) key_grad(%dk : memref<?x?x?x64xf32>)
+        value_grad(%dv : memref<?x?x?x64xf32>) log_decay_grad(%dg : memref<?x?x?xf32>)
+        beta_grad(%db : memref<?x?x?xf32>) {chunk_size = 16 : i64}
+    ```
+  }];
+  let arguments = (ins
+    Arg<AnyNon0RankedMemRef, "query", [MemRead]>:$query,
+    Arg<AnyNon0RankedMemRef, "key", [MemRead]>:$key,
+    Arg<AnyNon0RankedMemRef, "value", [MemRead]>:$value,
+    Arg<Optional<AnyNon0RankedMemRef>, "log decay", [MemRead]>:$log_decay,
+    Arg<Optional<AnyNon0RankedMemRef>, "delta-rule step sizes", [MemRead]>:$beta,
+    Arg<Optional<AnyNon0RankedMemRef>, "mLSTM input-gate pre-activations", [MemRead]>:$input_gate,
+    AnyFloat:$scale,
+    Arg<Optional<AnyNon0RankedMemRef>, "initial states", [MemRead]>:$initial_state,
+    Arg<Optional<AnyNon0RankedMemRef>, "initial mLSTM normalisers", [MemRead]>:$initial_normalizer,
+    Arg<Optional<AnyNon0RankedMemRef>, "initial mLSTM stabilisers", [MemRead]>:$initial_stabilizer,
+    Arg<Optional<MemRefRankOf<[I32, I64], [1]>>, "sequence offsets", [MemRead]>:$offsets,
+    Arg<AnyNon0RankedMemRef, "gradient of the output", [MemRead]>:$output_grad,
+    Arg<Optional<AnyNon0RankedMemRef>, "gradient of the final states", [MemRead]>:$final_grad,
+    Arg<Optional<AnyNon0RankedMemRef>, "gradient of the final normalisers",
+        [MemRead]>:$final_normalizer_grad,
+    Arg<Optional<AnyNon0RankedMemRef>, "gradient of the final stabilisers",
+        [MemRead]>:$final_stabilizer_grad,
+    Arg<AnyNon0RankedMemRef, "checkpointed and recomputed states",
+        [MemRead, MemWrite]>:$workspace,
+    Arg<AnyNon0RankedMemRef, "gradient of query", [MemWrite]>:$query_grad,
+    Arg<AnyNon0RankedMemRef, "gradient of key", [MemWrite]>:$key_grad,
+    Arg<AnyNon0RankedMemRef, "gradient of value", [MemWrite]>:$value_grad,
+    Arg<Optional<AnyNon0RankedMemRef>, "gradient of log_decay", [MemWrite]>:$log_decay_grad,
+    Arg<Optional<AnyNon0RankedMemRef>, "gradient of beta", [MemWrite]>:$beta_grad,
+    Arg<Optional<AnyNon0RankedMemRef>, "gradient of input_gate", [MemWrite]>:$input_gate_grad,
+    Arg<Optional<AnyNon0RankedMemRef>, "gradient of the initial states",
+        [MemWrite]>:$initial_state_grad,
+    Arg<Optional<AnyNon0RankedMemRef>, "gradient of the initial normalisers",
+        [MemWrite]>:$initial_normalizer_grad,
+    Arg<Optional<AnyNon0RankedMemRef>, "gradient of the initial stabilisers",
+        [MemWrite]>:$initial_stabilizer_grad,
+    ConfinedAttr<I64Attr, [IntPositive]>:$chunk_size,
+    OptionalAttr<F64Attr>:$epsilon);
+
+  let assemblyFormat = [{
+    `query` `(` $query `:` type($query) `)`
+    `key` `(` $key `:` type($key) `)`
+    `value` `(` $value `:` type($value) `)`
+    (`log_decay` `(` $log_decay^ `:` type($log_decay) `)`)?
+    (`beta` `(` $beta^ `:` type($beta) `)`)?
+    (`input_gate` `(` $input_gate^ `:` type($input_gate) `)`)?
+    `scale` `(` $scale `:` type($scale) `)`
+    (`init` `(` $initial_state^ `:` type($initial_state) `)`)?
+    (`init_normalizer` `(` $initial_normalizer^ `:` type($initial_normalizer) `)`)?
+    (`init_stabilizer` `(` $initial_stabilizer^ `:` type($initial_stabilizer) `)`)?
+    (`offsets` `(` $offsets^ `:` type($offsets) `)`)?
+    `output_grad` `(` $output_grad `:` type($output_grad) `)`
+    (`final_grad` `(` $final_grad^ `:` type($final_grad) `)`)?
+    (`final_normalizer_grad` `(` $final_normalizer_grad^ `:` type($final_normalizer_grad) `)`)?
+    (`final_stabilizer_grad` `(` $final_stabilizer_grad^ `:` type($final_stabilizer_grad) `)`)?
+    `workspace` `(` $workspace `:` type($workspace) `)`
+    `query_grad` `(` $query_grad `:` type($query_grad) `)`
+    `key_grad` `(` $key_grad `:` type($key_grad) `)`
+    `value_grad` `(` $value_grad `:` type($value_grad) `)`
+    (`log_decay_grad` `(` $log_decay_grad^ `:` type($log_decay_grad) `)`)?
+    (`beta_grad` `(` $beta_grad^ `:` type($beta_grad) `)`)?
+    (`input_gate_grad` `(` $input_gate_grad^ `:` type($input_gate_grad) `)`)?
+    (`init_grad` `(` $initial_state_grad^ `:` type($initial_state_grad) `)`)?
+    (`init_normalizer_grad` `(` $initial_normalizer_grad^ `:` type($initial_normalizer_grad) `)`)?
+    (`init_stabilizer_grad` `(` $initial_stabilizer_grad^ `:` type($initial_stabilizer_grad) `)`)?
+    attr-dict
+  }];
+  let hasVerifier = 1;
+
+  let extraClassDeclaration = [{
+    /// The element type in which S and its gradient are carried (workspace's).
+    Type getStateElementType() {
+      return ::mlir::cast<::mlir::MemRefType>(getWorkspace().getType()).getElementType();
+    }
+    /// True for a per-key-dimension decay (GLA): log_decay is [B, T, H, K].
+    bool hasVectorDecay() {
+      return getLogDecay() &&
+             ::mlir::cast<::mlir::MemRefType>(getLogDecay().getType()).getRank() == 4;
+    }
+    /// Never: value_decay has no adjoint (the shared step code asks).
+    bool hasValueDecay() { return false; }
+    bool isMlstm() { return static_cast<bool>(getInputGate()); }
+    double getEpsilonOrDefault() { return getEpsilon() ? getEpsilon()->convertToDouble() : 1e-6; }
+    int64_t getKeyDim() {
+      return ::mlir::cast<::mlir::MemRefType>(getKey().getType()).getShape()[3];
+    }
+    int64_t getValueDim() {
+      return ::mlir::cast<::mlir::MemRefType>(getValue().getType()).getShape()[3];
+    }
+  }];
+}
+
 #endif // MIXER_OPS_TD

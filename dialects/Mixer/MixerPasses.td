@@ -156,6 +156,25 @@ def MixerLowerLinearAttention : Pass<"mixer-lower-linear-attention", "::mlir::fu
                            "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
 }
 
+def MixerLowerLinearAttentionAdjoint
+    : Pass<"mixer-lower-linear-attention-adjoint", "::mlir::func::FuncOp"> {
+  let summary = "Lower mixer.linear_attention_adjoint to a checkpointed reverse sweep";
+  let description = [{
+    Every `mixer.linear_attention_adjoint` becomes an `scf.parallel` over
+    (head, sequence). Each iteration runs the forward recurrence once, keeping
+    the state at every `chunk_size`-th step in the workspace, then walks the
+    chunks from the last: it recomputes the chunk's states from its checkpoint
+    and runs the adjoint recurrence back through them, a value column at a
+    time, accumulating the per-step gradients of the query, key, decay and
+    beta over the columns. The forward steps are the recurrent lowering's
+    (LinearAttentionSteps.cpp), so the states it differentiates are the ones
+    the forward computes. Exact in the state type; one sequential program per
+    (head, sequence): the CPU path and the GPU's fallback.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
+}
+
 def MixerLowerLinearAttentionMma : Pass<"mixer-lower-linear-attention-mma", "::mlir::func::FuncOp"> {
   let summary = "Lower chunkable mixer.linear_attention ops to a fused tensor-core GPU kernel";
   let description = [{

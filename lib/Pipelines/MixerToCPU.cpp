@@ -29,7 +29,7 @@ void mlir::mixer::buildMixerToCPUPipeline(OpPassManager &pm,
   std::string text = llvm::formatv(
       "{3}one-shot-bufferize{{bufferize-function-boundaries=1},"
       "func.func(mixer-tile-scan{{tile-size={0}},mixer-lower-channel-scan{{unroll={2}},"
-      "mixer-lower-linear-attention),{1}",
+      "mixer-lower-linear-attention,mixer-lower-linear-attention-adjoint),{1}",
       options.tileSize.getValue(), hostToLLVMPipeline(/*gpuLaunches=*/false),
       options.unroll.getValue(), options.adjoint ? "mixer-scan-adjoint," : "");
   if (failed(parsePassPipeline(text, pm, llvm::errs())))

@@ -53,6 +53,7 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
       "vector-alignment={11}},"
       "mixer-lower-channel-scan{{unroll={8} vector-alignment={11}},"
       "mixer-lower-linear-attention-mma{{block-v={15}},mixer-lower-linear-attention,"
+      "mixer-lower-linear-attention-adjoint,"
       "scf-parallel-loop-tiling{{parallel-loop-tile-sizes={1},{6},{7} no-min-max-bounds=1},"
       "gpu-map-parallel-loops,convert-parallel-loops-to-gpu,canonicalize,cse),"
       "{14}gpu-kernel-outlining,"

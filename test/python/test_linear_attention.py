@@ -166,6 +166,18 @@ GRAD_TOL = {torch.float64: 1e-10, torch.float32: 5e-6, torch.bfloat16: 1e-2,
             torch.float16: 1.5e-3}
 
 
+def state_and_cotangents(N, B, T, H, K, V, dtype, device, states: bool, seed: int):
+    """A small initial state (state dtype), the output's cotangent and, with states, the
+    final state's (float64 CPU: the loss is formed in float64)."""
+    gen = torch.Generator().manual_seed(seed)
+    state_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    h0 = (torch.randn(N, H, K, V, generator=gen) * 0.1).to(device, state_dtype) \
+        if states else None
+    do = torch.randn(B, T, H, V, generator=gen, dtype=torch.float64)
+    dfinal = torch.randn(N, H, K, V, generator=gen, dtype=torch.float64) if states else None
+    return h0, do, dfinal
+
+
 def grads_of(fn, leaves, do, dfinal):
     o, f = fn(*leaves)
     loss = (o.double().cpu() * do).sum() + (0 if dfinal is None else (f.cpu() * dfinal).sum())
@@ -192,12 +204,7 @@ def test_gradients_match_oracle(monkeypatch, device, dtype, decay, layout, state
     q, k = F.normalize(q.double(), dim=-1).to(dtype), F.normalize(k.double(), dim=-1).to(dtype)
     if g is not None and dtype == torch.float64:
         g = g.double()  # else float32, as fla keeps decays
-    gen = torch.Generator().manual_seed(5)
-    state_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    h0 = (torch.randn(N, H, K, V, generator=gen) * 0.1).to(device, state_dtype) \
-        if states else None
-    do = torch.randn(B, T, H, V, generator=gen, dtype=torch.float64)
-    dfinal = torch.randn(N, H, K, V, generator=gen, dtype=torch.float64) if states else None
+    h0, do, dfinal = state_and_cotangents(N, B, T, H, K, V, dtype, device, states, seed=5)
     ours = [x.detach().clone().requires_grad_() for x in (q, k, v, g, h0) if x is not None]
     oracle = [x.detach().double().cpu().requires_grad_() for x in ours]
 
@@ -241,13 +248,114 @@ def test_gradients_of_state_only_use_and_zero_scale(scale):
             assert rel(a, b) < GRAD_TOL[torch.float64], (name, rel(a, b))
 
 
-def test_backward_raises_where_not_implemented():
-    """The delta rule: a gradient request fails loudly (never returns nothing or
-    something wrong)."""
-    q, k, v, g, beta = inputs(1, 8, 2, 16, 16, torch.float32, "cpu", "scalar", delta=True)
-    o, _ = la.chunk_gated_delta_rule(q, k, v, g, beta.requires_grad_())
-    with pytest.raises(NotImplementedError, match="delta rule"):
+def test_internal_passes_refuse_gradients():
+    """The backward's own passes (per-value-dimension decay, time reversed) are not
+    differentiable: asking fails loudly instead of returning something wrong."""
+    q, k, v, _, _ = inputs(1, 8, 2, 16, 16, torch.float64, "cpu", None)
+    gv = torch.randn(1, 8, 2, 16, dtype=torch.float64).sigmoid().log()
+    o, _ = torch.ops.mixir.linear_attention(q.requires_grad_(), k, v, gv, None, 0.5, None, None,
+                                            False, True, None, False, True)
+    with pytest.raises(NotImplementedError, match="per-value-dimension decay"):
         o.sum().backward()
+    with pytest.raises(NotImplementedError, match="time-reversed"):
+        torch.ops.mixir.linear_attention(q, k, v, None, None, 0.5, None, None, False, False,
+                                         None, True, False)[0].sum().backward()
+
+
+# --- The delta rule's gradients: the adjoint kernel (mixer.linear_attention_adjoint) ----
+# It checkpoints the state every C steps (C from adjoint_chunk: 16 for these lengths)
+# and recomputes each chunk while running back through it, so T = 150 crosses 9 chunk
+# boundaries and the varlen sequences end mid-chunk. Tolerances as GRAD_TOL: float64
+# is exact up to summation order; float32 is the state type's rounding.
+
+@pytest.mark.parametrize("device,dtype", [("cpu", torch.float64), ("cpu", torch.float32),
+                                          pytest.param("cuda", torch.float32, marks=pytest.mark.gpu),
+                                          pytest.param("cuda", torch.bfloat16, marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("decay", [None, "scalar"])
+@pytest.mark.parametrize("layout", ["batch", "varlen"])
+@pytest.mark.parametrize("states", [False, True])
+def test_delta_rule_gradients_match_oracle(device, dtype, decay, layout, states):
+    H, K, V = 2, 16, 32
+    B, T = {"batch": (2, 150), "varlen": (1, 200)}[layout]
+    cu = torch.tensor([0, 1, 64, 64, 130, 200], device=device) if layout == "varlen" else None
+    N = B if cu is None else 5
+    q, k, v, g, beta = inputs(B, T, H, K, V, dtype, device, decay, delta=True, strength=4.0)
+    if g is not None and dtype == torch.float64:
+        g = g.double()
+    h0, do, dfinal = state_and_cotangents(N, B, T, H, K, V, dtype, device, states, seed=9)
+    leaves = [x for x in (q, k, v, g, beta, h0) if x is not None]
+    names = ["q", "k", "v"] + (["g"] if decay else []) + ["beta"] + (["h0"] if states else [])
+    ours = [x.detach().clone().requires_grad_() for x in leaves]
+    oracle = [x.detach().double().cpu().requires_grad_() for x in leaves]
+
+    def split(xs):
+        named = dict(zip(names, xs))
+        return named["q"], named["k"], named["v"], named.get("g"), named["beta"], named.get("h0")
+
+    def ours_fn(*xs):
+        q_, k_, v_, g_, b_, h_ = split(xs)
+        return la.chunk_gated_delta_rule(q_, k_, v_, g_, b_, scale=0.5, initial_state=h_,
+                                         output_final_state=True, cu_seqlens=cu)
+
+    def oracle_fn(*xs):
+        q_, k_, v_, g_, b_, h_ = split(xs)
+        return linear_attention_ref(q_, k_, v_, g=g_, beta=b_, scale=0.5, initial_state=h_,
+                                    cu_seqlens=cu)
+
+    got = grads_of(ours_fn, ours, do, dfinal)
+    want = grads_of(oracle_fn, oracle, do, dfinal)
+    for name, x, a, b in zip(names, ours, got, want):
+        assert a.dtype == x.dtype and a.shape == x.shape, name
+        assert rel(a, b) < GRAD_TOL[dtype], (name, rel(a, b))
+
+
+def test_delta_rule_gradients_grouped_heads_and_one_step():
+    """GVA (q and k gradients summed over each group of value heads) and T = 1."""
+    for T in (1, 37):
+        B, Hq, G, K, V = 2, 2, 3, 8, 8
+        q, k, _, _, _ = inputs(B, T, Hq, K, V, torch.float64, "cpu", None, delta=True)
+        _, _, v, g, beta = inputs(B, T, Hq * G, K, V, torch.float64, "cpu", "scalar", True, seed=3)
+        g = g.double()
+        ours = [x.clone().requires_grad_() for x in (q, k, v, g, beta)]
+        oracle = [x.clone().requires_grad_() for x in (q, k, v, g, beta)]
+        do = torch.randn(B, T, Hq * G, V, generator=torch.Generator().manual_seed(4),
+                         dtype=torch.float64)
+        got = torch.autograd.grad((la.chunk_gated_delta_rule(*ours)[0] * do).sum(), ours)
+        rq, rk, rv, rg, rb = oracle
+        want = torch.autograd.grad((linear_attention_ref(
+            _repeat_heads(rq, G), _repeat_heads(rk, G), rv, g=rg, beta=rb)[0] * do).sum(), oracle)
+        for name, a, b in zip(["q", "k", "v", "g", "beta"], got, want):
+            assert a.shape == b.shape and rel(a, b) < GRAD_TOL[torch.float64], (T, name, rel(a, b))
+
+
+@pytest.mark.parametrize("decay", [None, "scalar", "vector"])
+def test_adjoint_kernel_for_additive_updates(decay):
+    """The adjoint op is general: without beta it is the additive update's gradient
+    (which the op's autograd gets from forward passes instead); checked against the
+    oracle for every decay, per-key included, across checkpoints."""
+    B, T, H, K, V = 2, 70, 2, 8, 4
+    q, k, v, g, _ = inputs(B, T, H, K, V, torch.float64, "cpu", decay)
+    g = None if g is None else g.double()
+    gen = torch.Generator().manual_seed(12)
+    h0 = torch.randn(B, H, K, V, generator=gen, dtype=torch.float64)
+    do = torch.randn(B, T, H, V, generator=gen, dtype=torch.float64)
+    dfinal = torch.randn(B, H, K, V, generator=gen, dtype=torch.float64)
+    got = la.run_adjoint(q, k, v, g, None, 0.7, h0, None, do, dfinal)
+    leaves = [x.clone().requires_grad_() for x in (q, k, v, g, h0) if x is not None]
+    it = iter(leaves)
+    rq, rk, rv = next(it), next(it), next(it)
+    rg = next(it) if g is not None else None
+    o, f = linear_attention_ref(rq, rk, rv, g=rg, scale=0.7, initial_state=next(it))
+    want = torch.autograd.grad((o * do).sum() + (f * dfinal).sum(), leaves)
+    names = ["q", "k", "v"] + (["g"] if g is not None else []) + ["h0"]
+    for name, b in zip(names, want):
+        assert rel(got[name], b) < GRAD_TOL[torch.float64], (name, rel(got[name], b))
+
+
+def test_adjoint_chunk_strategy():
+    """About sqrt(longest): few checkpoints plus few recomputed states."""
+    assert la.adjoint_chunk(1) == 16 and la.adjoint_chunk(150) == 16
+    assert la.adjoint_chunk(4096) == 64 and la.adjoint_chunk(65536) == 256
 
 
 def test_registered_op_passes_opcheck():
@@ -265,15 +373,25 @@ def test_registered_op_passes_opcheck():
     gk = torch.randn(1, 20, 2, 16).sigmoid().log().requires_grad_()  # a per-key decay
     torch.library.opcheck(torch.ops.mixir.linear_attention.default,
                           (q, k, v, gk, None, 0.25, h0, None, True, True, None, False, False))
+    beta = torch.rand(1, 20, 2).sigmoid().requires_grad_()  # the delta rule (adjoint kernel)
+    torch.library.opcheck(torch.ops.mixir.linear_attention.default,
+                          (q, k, v, g, beta, 0.25, torch.cat([h0, h0]), cu, True, False, None,
+                           False, False))
 
 
-def test_torch_compile_forward_and_backward():
-    """A compiled training step (fullgraph: no graph break around the op)."""
-    q, k, v, g, _ = inputs(2, 33, 2, 16, 8, torch.float64, "cpu", "scalar")
-    xs = [x.requires_grad_() for x in (q, k, v, g)]
+@pytest.mark.parametrize("variant", ["simple_gla", "gated_delta_rule"])
+def test_torch_compile_forward_and_backward(variant):
+    """A compiled training step (fullgraph: no graph break around the op or, for the
+    delta rule, around the adjoint op its backward calls)."""
+    delta = variant == "gated_delta_rule"
+    q, k, v, g, beta = inputs(2, 33, 2, 16, 8, torch.float64, "cpu", "scalar", delta=delta)
+    xs = [x.requires_grad_() for x in (q, k, v, g.double())]
 
     def step(q, k, v, g):
-        o, f = la.chunk_simple_gla(q, k, v, g, output_final_state=True)
+        if delta:
+            o, f = la.chunk_gated_delta_rule(q, k, v, g, beta, output_final_state=True)
+        else:
+            o, f = la.chunk_simple_gla(q, k, v, g, output_final_state=True)
         return o.square().sum() + f.sum()
 
     loss = torch.compile(step, backend="aot_eager", fullgraph=True)(*xs)

@@ -231,7 +231,7 @@ void MmaKernelBuilder::build() {
   Value pS = view(offP, kChunk, strideP(), elt);
   Value gS = view(offG, 1, kChunk, b.getF32Type());
 
-  auto [row, start, length] = sequenceRange(offsets, n, T);
+  auto [row, start, length] = mixer::sequenceRange(b, offsets, n, T);
 
   // State S^T: tile c holds rows v = v0 + gq (+8), columns d = 8c + 2tq (+1).
   int64_t stateTiles = K / 8;

@@ -16,6 +16,7 @@
 #ifndef MIXIR_CONVERSION_MIXERTOGPU_MMAEMITTER_H
 #define MIXIR_CONVERSION_MIXERTOGPU_MMAEMITTER_H
 
+#include "../LinearAttentionCommon.h"
 #include "mixir/Dialect/Mixer/Mixer.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -321,10 +322,9 @@ struct MmaEmitter {
 
   /// What every kernel of `op` launches over: value heads H, the group H / Hq
   /// of value heads per query/key head, the row length T and the sequences N.
-  struct OpSizes {
-    Value H, group, T, N;
-  };
-  OpSizes opSizes(LinearAttentionOp op);
+  LinearAttentionSizes opSizes(LinearAttentionOp op) {
+    return linearAttentionSizes(b, op.getQuery(), op.getValue(), op.getOffsets());
+  }
 
   /// A block per (chunk of the row, value head, sequence): the launch (`threads`
   /// threads, `bytes` of dynamic shared memory, named <function>_<role>), with
@@ -338,36 +338,13 @@ struct MmaEmitter {
   };
   ChunkBlock beginChunkKernel(LinearAttentionOp op, int64_t threads, int64_t bytes,
                               StringRef role);
-
-  /// The time range of sequence `n`: (batch row, first step, length).
-  std::tuple<Value, Value, Value> sequenceRange(Value offsets, Value n, Value T) {
-    if (!offsets)
-      return {n, idx(0), T};
-    auto offset = [&](Value i) {
-      Value o = memref::LoadOp::create(b, offsets, ValueRange{i});
-      return arith::IndexCastOp::create(b, b.getIndexType(), o).getResult();
-    };
-    Value start = offset(n);
-    return {idx(0), start, arith::SubIOp::create(b, offset(addc(n, 1)), start)};
-  }
 };
-
-inline MmaEmitter::OpSizes MmaEmitter::opSizes(LinearAttentionOp op) {
-  Value offsets = op.getOffsets();
-  Value H = memref::DimOp::create(b, op.getValue(), 2);
-  Value group = arith::DivUIOp::create(b, H, memref::DimOp::create(b, op.getQuery(), 2));
-  Value T = memref::DimOp::create(b, op.getQuery(), 1);
-  Value N = offsets ? arith::SubIOp::create(b, memref::DimOp::create(b, offsets, 0), idx(1))
-                          .getResult()
-                    : memref::DimOp::create(b, op.getQuery(), 0).getResult();
-  return {H, group, T, N};
-}
 
 inline MmaEmitter::ChunkBlock MmaEmitter::beginChunkKernel(LinearAttentionOp op,
                                                            int64_t threads, int64_t bytes,
                                                            StringRef role) {
   Value one = idx(1);
-  OpSizes sizes = opSizes(op);
+  LinearAttentionSizes sizes = opSizes(op);
   Value chunks = arith::CeilDivUIOp::create(b, sizes.T, idx(kMmaChunk));
   auto launch = gpu::LaunchOp::create(b, chunks, sizes.H, sizes.N, idx(threads), one, one,
                                       i32(bytes));
@@ -379,7 +356,7 @@ inline MmaEmitter::ChunkBlock MmaEmitter::beginChunkKernel(LinearAttentionOp op,
   beginKernel(launch.getThreadIds().x);
   Value chunk = launch.getBlockIds().x, h = launch.getBlockIds().y, n = launch.getBlockIds().z;
   Value hq = arith::DivUIOp::create(b, h, sizes.group);
-  auto [row, start, length] = sequenceRange(op.getOffsets(), n, sizes.T);
+  auto [row, start, length] = mixer::sequenceRange(b, op.getOffsets(), n, sizes.T);
   Value c0 = mul(chunk, idx(kMmaChunk));
   auto inside = scf::IfOp::create(b, ult(c0, length), /*withElseRegion=*/false);
   b.setInsertionPointToStart(&inside.getThenRegion().front());

@@ -271,152 +271,284 @@ Type LinearAttentionOp::getStateElementType() {
   return in.isF64() ? Type(Float64Type::get(getContext())) : Float32Type::get(getContext());
 }
 
-LogicalResult LinearAttentionOp::verify() {
-  auto typeOf = [](Value v) { return cast<MemRefType>(v.getType()); };
-  MemRefType q = typeOf(getQuery());
+/// Inputs and gradients are extended into the state type, never the reverse.
+static LogicalResult verifyNotWiderThanState(Operation *op, StringRef name, Value value,
+                                             Type state) {
+  Type t = cast<MemRefType>(value.getType()).getElementType();
+  if (!isa<FloatType>(t))
+    return op->emitOpError() << name << " element type must be a float, got " << t;
+  if (t.getIntOrFloatBitWidth() > state.getIntOrFloatBitWidth())
+    return op->emitOpError() << name << " element type " << t
+                             << " is wider than the state element type " << state;
+  return success();
+}
+
+namespace {
+/// An operand that must have a given shape, for the error message's sake.
+struct ShapeWant {
+  StringRef name;
+  Value value;
+  SmallVector<int64_t> shape;
+  StringRef meaning;
+};
+
+/// The sizes of a linear attention, from its operands' types (dynamic where
+/// the types do not say).
+struct LinearAttentionShapes {
+  int64_t K, V, N;
+  SmallVector<int64_t> seq, withK, withV, state;
+};
+} // namespace
+
+static MemRefType memrefTypeOf(Value v) { return cast<MemRefType>(v.getType()); }
+
+/// What mixer.linear_attention and its adjoint share: ranks, static head
+/// dimensions, grouped heads, the shapes of the forward inputs (pushed to
+/// `wants` for checkInputShapes), the mLSTM operands' exclusions and the
+/// element types of the inputs against `state`.
+template <typename OpTy>
+static FailureOr<LinearAttentionShapes>
+verifyLinearAttentionInputs(OpTy op, Type state, SmallVectorImpl<ShapeWant> &wants) {
+  MemRefType q = memrefTypeOf(op.getQuery());
   if (q.getRank() != 4)
-    return emitOpError() << "query must have rank 4 ([batch, time, heads, key_dim]), got rank "
-                         << q.getRank();
+    return op.emitOpError() << "query must have rank 4 ([batch, time, heads, key_dim]), got rank "
+                            << q.getRank();
   ArrayRef<int64_t> qs = q.getShape();
-  MemRefType v = typeOf(getValue());
+  MemRefType v = memrefTypeOf(op.getValue());
   if (v.getRank() != 4)
-    return emitOpError() << "value must have rank 4 ([batch, time, heads, value_dim]), got rank "
-                         << v.getRank();
+    return op.emitOpError()
+           << "value must have rank 4 ([batch, time, heads, value_dim]), got rank "
+           << v.getRank();
   int64_t K = qs[3], V = v.getShape()[3];
   // Head dimensions change the generated code (register tiles, unrolled
   // loops); they are part of the specialisation.
   if (ShapedType::isDynamic(K) || ShapedType::isDynamic(V))
-    return emitOpError("key and value head dimensions must be static");
+    return op.emitOpError("key and value head dimensions must be static");
   // Value heads H may group query/key heads Hq (GVA): H must be a multiple.
   int64_t Hq = qs[2], H = v.getShape()[2];
   if (!ShapedType::isDynamic(Hq) && !ShapedType::isDynamic(H) && (Hq == 0 || H % Hq != 0))
-    return emitOpError() << "value heads (" << H << ") must be a multiple of query heads ("
-                         << Hq << ")";
-  SmallVector<int64_t> seq = {qs[0], qs[1], H};
-  SmallVector<int64_t> withV = {qs[0], qs[1], H, V};
-  SmallVector<int64_t> withK = {qs[0], qs[1], H, K};
-  struct Want {
-    StringRef name;
-    Value value;
-    SmallVector<int64_t> shape;
-    StringRef meaning;
-  };
-  SmallVector<Want> wants = {{"key", getKey(), SmallVector<int64_t>(qs), "like query"},
-                             {"value", getValue(), withV, "[batch, time, heads, value_dim]"},
-                             {"output", getOutput(), withV, "like value"},
-                             {"beta", getBeta(), seq, "[batch, time, heads]"},
-                             {"input_gate", getInputGate(), seq, "[batch, time, heads]"}};
-  if (Value g = getLogDecay()) {
-    bool vector = typeOf(g).getRank() == 4;
-    if (getValueDecay()) {
-      if (!vector)
-        return emitOpError() << "value_decay needs a log_decay of rank 4 ([batch, time, heads, "
-                                "value_dim]), got rank "
-                             << typeOf(g).getRank();
-      wants.push_back({"log_decay", g, withV, "[batch, time, heads, value_dim] (value_decay)"});
+    return op.emitOpError() << "value heads (" << H << ") must be a multiple of query heads ("
+                            << Hq << ")";
+  LinearAttentionShapes s{K, V, qs[0], {qs[0], qs[1], H}, {qs[0], qs[1], H, K},
+                          {qs[0], qs[1], H, V}, {}};
+  wants.push_back({"key", op.getKey(), SmallVector<int64_t>(qs), "like query"});
+  wants.push_back({"value", op.getValue(), s.withV, "[batch, time, heads, value_dim]"});
+  wants.push_back({"beta", op.getBeta(), s.seq, "[batch, time, heads]"});
+  wants.push_back({"input_gate", op.getInputGate(), s.seq, "[batch, time, heads]"});
+  if (Value g = op.getLogDecay()) {
+    int64_t rank = memrefTypeOf(g).getRank();
+    if (op.hasValueDecay()) {
+      if (rank != 4)
+        return op.emitOpError() << "value_decay needs a log_decay of rank 4 ([batch, time, "
+                                   "heads, value_dim]), got rank "
+                                << rank;
+      wants.push_back({"log_decay", g, s.withV, "[batch, time, heads, value_dim] (value_decay)"});
+    } else if (rank == 3 || rank == 4) {
+      wants.push_back({"log_decay", g, rank == 4 ? s.withK : s.seq,
+                       rank == 4 ? "[batch, time, heads, key_dim]" : "[batch, time, heads]"});
     } else {
-      wants.push_back({"log_decay", g, vector ? withK : seq,
-                       vector ? "[batch, time, heads, key_dim]" : "[batch, time, heads]"});
+      return op.emitOpError() << "log_decay must have rank 3 (a decay per head) or 4 (per key "
+                                 "dimension), got rank "
+                              << rank;
     }
-    if (typeOf(g).getRank() != 3 && !vector)
-      return emitOpError() << "log_decay must have rank 3 (a decay per head) or 4 (per key "
-                              "dimension), got rank "
-                           << typeOf(g).getRank();
-  } else if (getValueDecay()) {
-    return emitOpError("value_decay without a log_decay");
   }
   // Sequences: batch rows, or the pieces of the single row cut by offsets.
-  int64_t N = qs[0];
-  if (Value off = getOffsets()) {
+  if (Value off = op.getOffsets()) {
     if (!ShapedType::isDynamic(qs[0]) && qs[0] != 1)
-      return emitOpError() << "with offsets the batch must be 1 (sequences are concatenated "
-                              "along time), got "
-                           << qs[0];
-    int64_t n1 = typeOf(off).getShape()[0];
-    N = ShapedType::isDynamic(n1) ? ShapedType::kDynamic : n1 - 1;
+      return op.emitOpError() << "with offsets the batch must be 1 (sequences are concatenated "
+                                 "along time), got "
+                              << qs[0];
+    int64_t n1 = memrefTypeOf(off).getShape()[0];
+    s.N = ShapedType::isDynamic(n1) ? ShapedType::kDynamic : n1 - 1;
     if (!ShapedType::isDynamic(n1) && n1 < 2)
-      return emitOpError() << "offsets must hold at least 2 entries, got " << n1;
+      return op.emitOpError() << "offsets must hold at least 2 entries, got " << n1;
   }
-  SmallVector<int64_t> stateShape = {N, H, K, V};
-  wants.push_back({"initial_state", getInitialState(), stateShape,
+  s.state = {s.N, H, K, V};
+  wants.push_back({"initial_state", op.getInitialState(), s.state,
                    "[sequences, heads, key_dim, value_dim]"});
-  wants.push_back({"final_state", getFinalState(), stateShape,
-                   "[sequences, heads, key_dim, value_dim]"});
-  for (auto [name, value] : {std::pair<StringRef, Value>{"init_normalizer", getInitialNormalizer()},
-                             {"final_normalizer", getFinalNormalizer()}})
-    wants.push_back({name, value, {N, H, K}, "[sequences, heads, key_dim]"});
-  for (auto [name, value] : {std::pair<StringRef, Value>{"init_stabilizer", getInitialStabilizer()},
-                             {"final_stabilizer", getFinalStabilizer()}})
-    wants.push_back({name, value, {N, H}, "[sequences, heads]"});
-  if (getBeta())
-    wants.push_back({"workspace", getWorkspace(), {qs[0], qs[1], H, K + V},
-                     "[batch, time, heads, key_dim + value_dim]"});
-  else if (hasVectorDecay())
-    wants.push_back({"workspace", getWorkspace(), {qs[0], qs[1], H, 4 * K + 64},
-                     "[batch, time, heads, 4 key_dim + 64]"});
-  for (const Want &w : wants) {
+  wants.push_back({"init_normalizer", op.getInitialNormalizer(), {s.N, H, K},
+                   "[sequences, heads, key_dim]"});
+  wants.push_back({"init_stabilizer", op.getInitialStabilizer(), {s.N, H}, "[sequences, heads]"});
+
+  // The mLSTM cell's extra state exists only with its input gate, and the
+  // cell is defined for the additive update with a per-head forget gate.
+  if (!op.isMlstm()) {
+    for (auto [name, value] :
+         {std::pair<StringRef, Value>{"init_normalizer", op.getInitialNormalizer()},
+          {"init_stabilizer", op.getInitialStabilizer()}})
+      if (value)
+        return op.emitOpError() << name << " is an mLSTM state: it needs input_gate";
+    if (op.getEpsilon())
+      return op.emitOpError("epsilon is the mLSTM denominator's: it needs input_gate");
+  } else {
+    if (op.getBeta())
+      return op.emitOpError("input_gate (mLSTM) and beta (delta rule) exclude each other");
+    if (Value g = op.getLogDecay(); g && memrefTypeOf(g).getRank() != 3)
+      return op.emitOpError("with input_gate (mLSTM) log_decay must be a per-head forget gate "
+                            "[batch, time, heads]");
+  }
+
+  if (!state.isF32() && !state.isF64())
+    return op.emitOpError() << "state element type must be f32 or f64, got " << state;
+  for (auto [name, value] :
+       {std::pair<StringRef, Value>{"initial_state", op.getInitialState()},
+        {"init_normalizer", op.getInitialNormalizer()},
+        {"init_stabilizer", op.getInitialStabilizer()}})
+    if (value && memrefTypeOf(value).getElementType() != state)
+      return op.emitOpError() << name << " element type " << memrefTypeOf(value).getElementType()
+                              << " differs from the state element type " << state;
+  for (auto [name, value] :
+       {std::pair<StringRef, Value>{"query", op.getQuery()}, {"key", op.getKey()},
+        {"value", op.getValue()}, {"log_decay", op.getLogDecay()}, {"beta", op.getBeta()},
+        {"input_gate", op.getInputGate()}})
+    if (value && failed(verifyNotWiderThanState(op, name, value, state)))
+      return failure();
+  return s;
+}
+
+/// Every operand of `wants` that is present has its shape.
+static LogicalResult checkShapes(Operation *op, ArrayRef<ShapeWant> wants) {
+  for (const ShapeWant &w : wants) {
     if (!w.value)
       continue;
-    ArrayRef<int64_t> got = typeOf(w.value).getShape();
+    ArrayRef<int64_t> got = memrefTypeOf(w.value).getShape();
     if (!compatibleShapes(got, w.shape))
-      return emitOpError() << w.name << " must have shape " << shapeString(w.shape) << " ("
-                           << w.meaning << "), got " << shapeString(got);
+      return op->emitOpError() << w.name << " must have shape " << shapeString(w.shape) << " ("
+                               << w.meaning << "), got " << shapeString(got);
   }
+  return success();
+}
+
+LogicalResult LinearAttentionOp::verify() {
+  Type state = getStateElementType();
+  SmallVector<ShapeWant> wants;
+  FailureOr<LinearAttentionShapes> shapes = verifyLinearAttentionInputs(*this, state, wants);
+  if (failed(shapes))
+    return failure();
+  if (getValueDecay() && !getLogDecay())
+    return emitOpError("value_decay without a log_decay");
+  auto [K, V, N, seq, withK, withV, stateShape] = *shapes;
+  wants.push_back({"output", getOutput(), withV, "like value"});
+  wants.push_back({"final_state", getFinalState(), stateShape,
+                   "[sequences, heads, key_dim, value_dim]"});
+  wants.push_back({"final_normalizer", getFinalNormalizer(), {N, seq[2], K},
+                   "[sequences, heads, key_dim]"});
+  wants.push_back({"final_stabilizer", getFinalStabilizer(), {N, seq[2]}, "[sequences, heads]"});
+  SmallVector<int64_t> widened = withK;
+  if (getBeta()) {
+    widened.back() = K + V;
+    wants.push_back({"workspace", getWorkspace(), widened,
+                     "[batch, time, heads, key_dim + value_dim]"});
+  } else if (hasVectorDecay()) {
+    widened.back() = 4 * K + 64;
+    wants.push_back({"workspace", getWorkspace(), widened,
+                     "[batch, time, heads, 4 key_dim + 64]"});
+  }
+  if (failed(checkShapes(*this, wants)))
+    return failure();
 
   if (Value ws = getWorkspace()) {
     if (getWorkspaceWidth() == 0)
       return emitOpError("workspace serves the delta rule and per-key decays only: it "
                          "needs beta or a [batch, time, heads, key_dim] log_decay");
-    if (typeOf(ws).getElementType() != typeOf(getKey()).getElementType())
-      return emitOpError() << "workspace element type " << typeOf(ws).getElementType()
-                           << " differs from key's " << typeOf(getKey()).getElementType();
+    if (memrefTypeOf(ws).getElementType() != memrefTypeOf(getKey()).getElementType())
+      return emitOpError() << "workspace element type " << memrefTypeOf(ws).getElementType()
+                           << " differs from key's " << memrefTypeOf(getKey()).getElementType();
   }
-  // The mLSTM cell's extra state exists only with its input gate, and the
-  // cell is defined for the additive update with a per-head forget gate.
-  if (!isMlstm()) {
+  if (!isMlstm())
     for (auto [name, value] :
-         {std::pair<StringRef, Value>{"init_normalizer", getInitialNormalizer()},
-          {"init_stabilizer", getInitialStabilizer()},
-          {"final_normalizer", getFinalNormalizer()},
+         {std::pair<StringRef, Value>{"final_normalizer", getFinalNormalizer()},
           {"final_stabilizer", getFinalStabilizer()}})
       if (value)
         return emitOpError() << name << " is an mLSTM state: it needs input_gate";
-    if (getEpsilon())
-      return emitOpError("epsilon is the mLSTM denominator's: it needs input_gate");
-  } else {
-    if (getBeta())
-      return emitOpError("input_gate (mLSTM) and beta (delta rule) exclude each other");
-    if (Value g = getLogDecay(); g && typeOf(g).getRank() != 3)
-      return emitOpError("with input_gate (mLSTM) log_decay must be a per-head forget gate "
-                         "[batch, time, heads]");
-  }
   if (!getOutput() && !getFinalState() && !getFinalNormalizer() && !getFinalStabilizer())
     return emitOpError("has nothing to write: give outs, final or both");
-  Type state = getStateElementType();
-  if (!state.isF32() && !state.isF64())
-    return emitOpError() << "state element type must be f32 or f64, got " << state;
-  if (Value init = getInitialState(); init && typeOf(init).getElementType() != state)
-    return emitOpError() << "initial_state element type " << typeOf(init).getElementType()
-                         << " differs from final_state's " << state;
-  for (auto [name, value] :
-       {std::pair<StringRef, Value>{"init_normalizer", getInitialNormalizer()},
-        {"init_stabilizer", getInitialStabilizer()}, {"final_normalizer", getFinalNormalizer()},
-        {"final_stabilizer", getFinalStabilizer()}})
-    if (value && typeOf(value).getElementType() != state)
-      return emitOpError() << name << " element type " << typeOf(value).getElementType()
+  for (auto [name, value] : {std::pair<StringRef, Value>{"final_normalizer", getFinalNormalizer()},
+                             {"final_stabilizer", getFinalStabilizer()}})
+    if (value && memrefTypeOf(value).getElementType() != state)
+      return emitOpError() << name << " element type " << memrefTypeOf(value).getElementType()
                            << " differs from the state element type " << state;
+  if (Value o = getOutput(); o && failed(verifyNotWiderThanState(*this, "output", o, state)))
+    return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// mixer.linear_attention_adjoint
+//===----------------------------------------------------------------------===//
+
+LogicalResult LinearAttentionAdjointOp::verify() {
+  Type state = getStateElementType();
+  SmallVector<ShapeWant> wants;
+  FailureOr<LinearAttentionShapes> shapes = verifyLinearAttentionInputs(*this, state, wants);
+  if (failed(shapes))
+    return failure();
+  auto [K, V, N, seq, withK, withV, stateShape] = *shapes;
+  int64_t H = seq[2];
+  // Each gradient exists exactly when its forward operand does.
+  for (auto [name, primal, grad] :
+       {std::tuple<StringRef, Value, Value>{"log_decay_grad", getLogDecay(), getLogDecayGrad()},
+        {"beta_grad", getBeta(), getBetaGrad()},
+        {"input_gate_grad", getInputGate(), getInputGateGrad()},
+        {"init_grad", getInitialState(), getInitialStateGrad()},
+        {"init_normalizer_grad", getInitialNormalizer(), getInitialNormalizerGrad()},
+        {"init_stabilizer_grad", getInitialStabilizer(), getInitialStabilizerGrad()}})
+    if (static_cast<bool>(primal) != static_cast<bool>(grad))
+      return emitOpError() << name << " must be given exactly when its forward operand is";
+  if (!isMlstm())
+    for (auto [name, value] :
+         {std::pair<StringRef, Value>{"final_normalizer_grad", getFinalNormalizerGrad()},
+          {"final_stabilizer_grad", getFinalStabilizerGrad()}})
+      if (value)
+        return emitOpError() << name << " is an mLSTM state's: it needs input_gate";
+  SmallVector<int64_t> decayShape =
+      getLogDecay() ? SmallVector<int64_t>(memrefTypeOf(getLogDecay()).getShape()) : seq;
+  wants.push_back({"output_grad", getOutputGrad(), withV, "like value"});
+  wants.push_back({"final_grad", getFinalGrad(), stateShape,
+                   "[sequences, heads, key_dim, value_dim]"});
+  wants.push_back({"final_normalizer_grad", getFinalNormalizerGrad(), {N, H, K},
+                   "[sequences, heads, key_dim]"});
+  wants.push_back({"final_stabilizer_grad", getFinalStabilizerGrad(), {N, H},
+                   "[sequences, heads]"});
+  wants.push_back({"query_grad", getQueryGrad(), withK,
+                   "[batch, time, value heads, key_dim]: per value head"});
+  wants.push_back({"key_grad", getKeyGrad(), withK,
+                   "[batch, time, value heads, key_dim]: per value head"});
+  wants.push_back({"value_grad", getValueGrad(), withV, "like value"});
+  wants.push_back({"log_decay_grad", getLogDecayGrad(), decayShape, "like log_decay"});
+  wants.push_back({"beta_grad", getBetaGrad(), seq, "like beta"});
+  wants.push_back({"input_gate_grad", getInputGateGrad(), seq, "like input_gate"});
+  wants.push_back({"init_grad", getInitialStateGrad(), stateShape, "like initial_state"});
+  wants.push_back({"init_normalizer_grad", getInitialNormalizerGrad(), {N, H, K},
+                   "like init_normalizer"});
+  wants.push_back({"init_stabilizer_grad", getInitialStabilizerGrad(), {N, H},
+                   "like init_stabilizer"});
+  // The workspace: checkpoints, the chunk's states and the state gradient
+  // (mLSTM: S bordered by n in column V and m in row K).
+  int64_t border = isMlstm() ? 1 : 0;
+  wants.push_back({"workspace", getWorkspace(),
+                   {N, H, ShapedType::kDynamic, K + border, V + border},
+                   isMlstm() ? "[sequences, heads, slots, key_dim + 1, value_dim + 1]"
+                             : "[sequences, heads, slots, key_dim, value_dim]"});
+  if (failed(checkShapes(*this, wants)))
+    return failure();
+  int64_t slots = memrefTypeOf(getWorkspace()).getShape()[2];
+  int64_t chunk = getChunkSize();
+  if (!ShapedType::isDynamic(slots) && slots < chunk + 2)
+    return emitOpError() << "workspace needs at least chunk_size + 2 = " << chunk + 2
+                         << " slots (a checkpoint, the chunk's states and the state gradient), "
+                            "got "
+                         << slots;
   for (auto [name, value] :
-       {std::pair<StringRef, Value>{"query", getQuery()}, {"key", getKey()}, {"value", getValue()},
-        {"log_decay", getLogDecay()}, {"beta", getBeta()}, {"input_gate", getInputGate()},
-        {"output", getOutput()}}) {
-    if (!value)
-      continue;
-    Type t = typeOf(value).getElementType();
-    if (!isa<FloatType>(t))
-      return emitOpError() << name << " element type must be a float, got " << t;
-    if (t.getIntOrFloatBitWidth() > state.getIntOrFloatBitWidth())
-      return emitOpError() << name << " element type " << t
-                           << " is wider than the state element type " << state;
-  }
+       {std::pair<StringRef, Value>{"output_grad", getOutputGrad()},
+        {"final_grad", getFinalGrad()}, {"final_normalizer_grad", getFinalNormalizerGrad()},
+        {"final_stabilizer_grad", getFinalStabilizerGrad()}, {"query_grad", getQueryGrad()},
+        {"key_grad", getKeyGrad()}, {"value_grad", getValueGrad()},
+        {"log_decay_grad", getLogDecayGrad()}, {"beta_grad", getBetaGrad()},
+        {"input_gate_grad", getInputGateGrad()}, {"init_grad", getInitialStateGrad()},
+        {"init_normalizer_grad", getInitialNormalizerGrad()},
+        {"init_stabilizer_grad", getInitialStabilizerGrad()}})
+    if (value && failed(verifyNotWiderThanState(*this, name, value, state)))
+      return failure();
   return success();
 }

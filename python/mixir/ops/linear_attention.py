@@ -22,9 +22,13 @@ What runs where (chosen by the compiler's pipeline from the same IR):
 
 The state is float32 (float64 for float64 inputs); the output has v's dtype.
 Every function is the custom op `mixir::linear_attention` (fake kernel for meta
-tensors and torch.compile). Gradients flow to q, k, v, g and initial_state for the
-additive update with no, per-head or per-key decay (see _backward); the backward of
-the delta rule raises NotImplementedError.
+tensors and torch.compile). Gradients flow to q, k, v, g, beta and initial_state:
+for the additive update with no, per-head or per-key decay they are forward passes
+of the same kernels (see _backward); for the delta rule they come from the adjoint
+kernel (mixer.linear_attention_adjoint, see run_adjoint), which checkpoints states
+and runs one sequential program per (head, sequence): exact, but on a GPU only one
+thread per (head, sequence) works (a fallback until a chunked adjoint exists; not
+yet run on a GPU).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -52,26 +56,13 @@ def _memref(shape, element: str, unit_last: bool) -> str:
     return f"memref<{dims}x{element}, strided<[{strides}], offset: ?>>"
 
 
-@functools.lru_cache(maxsize=None)
-def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, has_beta: bool,
-                        beta: str, has_init: bool, offsets: Optional[str], has_final: bool,
-                        state: str, out: Optional[str] = "", workspace: int = 0,
-                        input_gate: Optional[str] = None, mlstm_init: bool = False,
-                        mlstm_final: bool = False, epsilon: Optional[float] = None
-                        ) -> Tuple[str, int]:
-    """The `mixer.linear_attention` function of one specialisation (buffer form).
-    decay: "none", "scalar" ([B, T, H]), "vector" ([B, T, H, K]) or "value" ([B, T, H, V],
-    the op's value_decay). Returns the IR and
-    the position of the `scale` argument (a scalar of the state type). out: the output's
-    element type ("": v's; None: no output, the state pass). workspace: the width W of a
-    [B, T, H, W] scratch operand of k's type (0: none): K + V for the chunked delta
-    rule's WY factors, 4 K + 64 for a per-key decay's chunk factors. input_gate: the
-    element type of an mLSTM input gate [B, T, H] (the cell, see MixerOps.td), with
-    mlstm_init / mlstm_final: normaliser [N, H, K] and stabiliser [N, H] operands
-    after the initial / final state, and the denominator's epsilon."""
+def _primal_operands(qk: str, v: str, K: int, V: int, decay: str, gate: str, has_beta: bool,
+                     beta: str, has_init: bool, offsets: Optional[str], state: str,
+                     input_gate: Optional[str], mlstm_init: bool):
+    """The forward operands that mixer.linear_attention and its adjoint share, as
+    (function arguments, op operand clauses, position of `scale`)."""
     tq = _memref((None, None, None, K), qk, True)
     tv = _memref((None, None, None, V), v, True)
-    tout = _memref((None, None, None, V), out or v, True)
     ts = _memref((None, None, K, V), state, False)
     args, uses = [f"%q: {tq}", f"%k: {tq}", f"%v: {tv}"], [
         f"query(%q : {tq})", f"key(%k : {tq})", f"value(%v : {tv})"]
@@ -89,8 +80,6 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
         ti = _memref((None, None, None), input_gate, False)
         args.append(f"%ig: {ti}")
         uses.append(f"input_gate(%ig : {ti})")
-    tn = _memref((None, None, K), state, False)
-    tm = _memref((None, None), state, False)
     scale_pos = len(args)
     args.append(f"%scale: {state}")
     uses.append(f"scale(%scale : {state})")
@@ -98,19 +87,57 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
         args.append(f"%h0: {ts}")
         uses.append(f"init(%h0 : {ts})")
     if mlstm_init:
+        tn, tm = _memref((None, None, K), state, False), _memref((None, None), state, False)
         args += [f"%n0: {tn}", f"%m0: {tm}"]
         uses += [f"init_normalizer(%n0 : {tn})", f"init_stabilizer(%m0 : {tm})"]
     if offsets:
         tcu = f"memref<?x{offsets}, strided<[?], offset: ?>>"
         args.append(f"%cu: {tcu}")
         uses.append(f"offsets(%cu : {tcu})")
+    return args, uses, scale_pos
+
+
+def _function(args, op: str, uses, attrs: dict) -> str:
+    if attrs:
+        uses = uses + ["{" + ", ".join(f"{k} = {v}" for k, v in attrs.items()) + "}"]
+    body = f"mixer.{op} " + " ".join(uses)
+    return (f"func.func @la({', '.join(args)}) attributes {{llvm.emit_c_interface}} {{\n"
+            f"  {body}\n  return\n}}\n")
+
+
+def _f64_attr(x: float) -> str:
+    return f"{float(x):.17e} : f64"  # MLIR floats need a dot or an exponent
+
+
+@functools.lru_cache(maxsize=None)
+def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, has_beta: bool,
+                        beta: str, has_init: bool, offsets: Optional[str], has_final: bool,
+                        state: str, out: Optional[str] = "", workspace: int = 0,
+                        input_gate: Optional[str] = None, mlstm_init: bool = False,
+                        mlstm_final: bool = False, epsilon: Optional[float] = None
+                        ) -> Tuple[str, int]:
+    """The `mixer.linear_attention` function of one specialisation (buffer form).
+    decay: "none", "scalar" ([B, T, H]), "vector" ([B, T, H, K]) or "value" ([B, T, H, V],
+    the op's value_decay). Returns the IR and
+    the position of the `scale` argument (a scalar of the state type). out: the output's
+    element type ("": v's; None: no output, the state pass). workspace: the width W of a
+    [B, T, H, W] scratch operand of k's type (0: none): K + V for the chunked delta
+    rule's WY factors, 4 K + 64 for a per-key decay's chunk factors. input_gate: the
+    element type of an mLSTM input gate [B, T, H] (the cell, see MixerOps.td), with
+    mlstm_init / mlstm_final: normaliser [N, H, K] and stabiliser [N, H] operands
+    after the initial / final state, and the denominator's epsilon."""
+    args, uses, scale_pos = _primal_operands(qk, v, K, V, decay, gate, has_beta, beta,
+                                             has_init, offsets, state, input_gate, mlstm_init)
+    ts = _memref((None, None, K, V), state, False)
     if out is not None:
+        tout = _memref((None, None, None, V), out or v, True)
         args.append(f"%o: {tout}")
         uses.append(f"outs(%o : {tout})")
     if has_final:
         args.append(f"%hT: {ts}")
         uses.append(f"final(%hT : {ts})")
     if mlstm_final:
+        tn, tm = _memref((None, None, K), state, False), _memref((None, None), state, False)
         args += [f"%nT: {tn}", f"%mT: {tm}"]
         uses += [f"final_normalizer(%nT : {tn})", f"final_stabilizer(%mT : {tm})"]
     if workspace:
@@ -119,12 +146,62 @@ def linear_attention_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str, 
         uses.append(f"workspace(%ws : {tw})")
     if decay == "value":
         uses.append("value_decay")
+    attrs = {} if epsilon is None else {"epsilon": _f64_attr(epsilon)}
+    return _function(args, "linear_attention", uses, attrs), scale_pos
+
+
+@functools.lru_cache(maxsize=None)
+def linear_attention_adjoint_ir(qk: str, v: str, K: int, V: int, decay: str, gate: str,
+                                has_beta: bool, beta: str, has_init: bool,
+                                offsets: Optional[str], has_final_grad: bool, state: str,
+                                chunk: int, input_gate: Optional[str] = None,
+                                mlstm_init: bool = False, mlstm_final_grad: bool = False,
+                                epsilon: Optional[float] = None) -> Tuple[str, int]:
+    """The `mixer.linear_attention_adjoint` function of one specialisation: the forward
+    operands of linear_attention_ir, then the output's gradient (v's element type), the
+    final states' gradients (state type), the workspace [N, H, slots, K, V] (mLSTM:
+    [N, H, slots, K + 1, V + 1]) and every gradient (state type: dq, dk per value head,
+    dv, then dg, dbeta, di, dS0, dn0, dm0 where the forward operand exists). `chunk`:
+    the checkpoint interval. Returns the IR and the position of `scale`."""
+    args, uses, scale_pos = _primal_operands(qk, v, K, V, decay, gate, has_beta, beta,
+                                             has_init, offsets, state, input_gate, mlstm_init)
+    tdo = _memref((None, None, None, V), v, True)
+    ts = _memref((None, None, K, V), state, False)
+    tn, tm = _memref((None, None, K), state, False), _memref((None, None), state, False)
+    args.append(f"%do: {tdo}")
+    uses.append(f"output_grad(%do : {tdo})")
+    if has_final_grad:
+        args.append(f"%dhT: {ts}")
+        uses.append(f"final_grad(%dhT : {ts})")
+    if mlstm_final_grad:
+        args += [f"%dnT: {tn}", f"%dmT: {tm}"]
+        uses += [f"final_normalizer_grad(%dnT : {tn})", f"final_stabilizer_grad(%dmT : {tm})"]
+    border = 1 if input_gate else 0
+    tw = f"memref<?x?x?x{K + border}x{V + border}x{state}>"
+    args.append(f"%ws: {tw}")
+    uses.append(f"workspace(%ws : {tw})")
+    grads = [("query_grad", (None, None, None, K)), ("key_grad", (None, None, None, K)),
+             ("value_grad", (None, None, None, V))]
+    if decay == "scalar":
+        grads.append(("log_decay_grad", (None, None, None)))
+    elif decay == "vector":
+        grads.append(("log_decay_grad", (None, None, None, K)))
+    if has_beta:
+        grads.append(("beta_grad", (None, None, None)))
+    if input_gate:
+        grads.append(("input_gate_grad", (None, None, None)))
+    if has_init:
+        grads.append(("init_grad", (None, None, K, V)))
+    if mlstm_init:
+        grads += [("init_normalizer_grad", (None, None, K)), ("init_stabilizer_grad", (None, None))]
+    for i, (name, shape) in enumerate(grads):
+        t = _memref(shape, state, False)
+        args.append(f"%d{i}: {t}")
+        uses.append(f"{name}(%d{i} : {t})")
+    attrs = {"chunk_size": f"{int(chunk)} : i64"}
     if epsilon is not None:
-        uses.append(f"{{epsilon = {float(epsilon):.17e} : f64}}")  # MLIR floats need a dot
-    body = "mixer.linear_attention " + " ".join(uses)
-    ir = (f"func.func @la({', '.join(args)}) attributes {{llvm.emit_c_interface}} {{\n"
-          f"  {body}\n  return\n}}\n")
-    return ir, scale_pos
+        attrs["epsilon"] = _f64_attr(epsilon)
+    return _function(args, "linear_attention_adjoint", uses, attrs), scale_pos
 
 
 def gpu_config(sequences_x_heads: int, V: int, device: torch.device) -> str:
@@ -301,6 +378,143 @@ def _launch(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, output_fi
             return o, final
     _invoke(q, k, v, g, beta, scale, initial_state, cu_seqlens, o, final, reverse)
     return o, final
+
+
+# ---------------------------------------------------------------------------
+# The adjoint kernel (mixer.linear_attention_adjoint): the backward of the delta
+# rule and of the mLSTM cell, whose gradients are not forward passes of the op.
+# One sequential program per (head, sequence) that checkpoints the state every
+# `chunk` steps and recomputes each chunk's states while it runs back through
+# them: the exact gradient of the recurrent forward, on every device.
+# ---------------------------------------------------------------------------
+
+_ADJOINT_CHUNKS = (16, 32, 64, 128, 256)
+
+
+def adjoint_chunk(longest: int) -> int:
+    """Strategy: the checkpoint interval C for sequences of at most `longest` steps.
+    The workspace holds ceil(longest / C) checkpoints and C recomputed states; C near
+    sqrt(longest) keeps their sum near its minimum, 2 sqrt(longest). A few fixed
+    values keep the number of compiled specialisations small."""
+    return min(_ADJOINT_CHUNKS, key=lambda c: (-(-max(longest, 1) // c) + c, c))
+
+
+def run_adjoint(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, do, dfinal,
+                input_gate=None, n0=None, m0=None, dn_final=None, dm_final=None,
+                epsilon: Optional[float] = None) -> dict:
+    """Gradients of the op's forward ([B, T, Hq|H, d] operands as the forward got them,
+    `do` in v's dtype, final-state gradients or None) in the state dtype: a dict with
+    q and k per value head ([B, T, H, K]), v, and g, beta, i, h0, n0, m0 where the
+    forward operand exists. The mLSTM cell: input_gate, n0, m0 (with initial_state),
+    dn_final, dm_final and its epsilon."""
+    B, T, _, K = q.shape
+    H, V = v.shape[2], v.shape[3]
+    state = torch.float64 if q.dtype == torch.float64 else torch.float32
+    N = B if cu_seqlens is None else cu_seqlens.numel() - 1
+    longest = T if cu_seqlens is None else int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+    chunk = adjoint_chunk(longest)
+    mlstm = input_gate is not None
+    border = 1 if mlstm else 0
+    slots = max(-(-longest // chunk), 1) + chunk + 1
+    workspace = torch.empty((N, H, slots, K + border, V + border), dtype=state, device=q.device)
+    if g is not None and g.dtype not in (torch.float32, torch.float64):
+        g = g.float()
+    if beta is not None and beta.dtype != q.dtype and beta.dtype not in (torch.float32,
+                                                                          torch.float64):
+        beta = beta.float()
+    q, k, v = _vector_ready(q), _vector_ready(k), _vector_ready(v)
+    do = _vector_ready(do.to(v.dtype))
+    if g is not None and g.dim() == 4:
+        g = _vector_ready(g)
+    as_state = lambda x: None if x is None else x.to(state)  # noqa: E731
+    initial_state, n0, m0 = as_state(initial_state), as_state(n0), as_state(m0)
+    dfinal, dn_final, dm_final = as_state(dfinal), as_state(dn_final), as_state(dm_final)
+    if mlstm and dfinal is None and (dn_final is not None or dm_final is not None):
+        dfinal = torch.zeros((N, H, K, V), dtype=state, device=q.device)
+    has_final_grad = dfinal is not None
+    mlstm_final_grad = mlstm and (dn_final is not None or dm_final is not None)
+    if mlstm_final_grad:
+        dn_final = dn_final if dn_final is not None else torch.zeros(
+            (N, H, K), dtype=state, device=q.device)
+        dm_final = dm_final if dm_final is not None else torch.zeros(
+            (N, H), dtype=state, device=q.device)
+    decay = "none" if g is None else ("vector" if g.dim() == 4 and not mlstm else "scalar")
+    grads = {"q": torch.empty((B, T, H, K), dtype=state, device=q.device),
+             "k": torch.empty((B, T, H, K), dtype=state, device=q.device),
+             "v": torch.empty((B, T, H, V), dtype=state, device=q.device)}
+    for name, x in (("g", g), ("beta", beta), ("i", input_gate), ("h0", initial_state),
+                    ("n0", n0), ("m0", m0)):
+        if x is not None:
+            grads[name] = torch.empty(x.shape, dtype=state, device=q.device)
+    ir, scale_pos = linear_attention_adjoint_ir(
+        _ELEMENT[q.dtype], _ELEMENT[v.dtype], K, V, decay,
+        _ELEMENT[g.dtype] if g is not None else "f32", beta is not None,
+        _ELEMENT[beta.dtype] if beta is not None else "f32", initial_state is not None,
+        None if cu_seqlens is None else ("i32" if cu_seqlens.dtype == torch.int32 else "i64"),
+        has_final_grad, _ELEMENT[state], chunk,
+        input_gate=_ELEMENT[input_gate.dtype] if mlstm else None, mlstm_init=n0 is not None,
+        mlstm_final_grad=mlstm_final_grad, epsilon=epsilon)
+    options = gpu_config(N * H, V, q.device) if q.is_cuda else None
+    args = [q, k, v] + [x for x in (g, beta, input_gate) if x is not None] + [float(scale)]
+    args += [x for x in (initial_state, n0, m0, cu_seqlens, do, dfinal) if x is not None]
+    if mlstm_final_grad:
+        args += [dn_final, dm_final]
+    args.append(workspace)
+    args += list(grads.values())
+    scalar = ctypes.c_double if state == torch.float64 else ctypes.c_float
+    kernel = _kernel(("linear_attention_adjoint", q.device, ir, options), ir, len(args),
+                     q.device, options, entry="la", scalar_args={scale_pos: scalar})
+    kernel(*args)
+    return grads
+
+
+_ADJOINT_GRADS = ("q", "k", "v", "g", "beta", "i", "h0", "n0", "m0")
+
+
+# The adjoint as an op of its own, so that the backwards calling it trace under fake
+# tensors (torch.compile, AOT): the workspace's size depends on the longest packed
+# sequence, which only the real kernel reads. Returns the gradients in
+# _ADJOINT_GRADS's order, state dtype; an empty tensor where the operand is absent.
+@torch.library.custom_op("mixir::linear_attention_adjoint", mutates_args=(),
+                         device_types=("cpu", "cuda"))
+def _adjoint_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: Optional[torch.Tensor],
+                beta: Optional[torch.Tensor], scale: float, initial_state: Optional[torch.Tensor],
+                cu_seqlens: Optional[torch.Tensor], do: torch.Tensor,
+                dfinal: Optional[torch.Tensor], input_gate: Optional[torch.Tensor],
+                n0: Optional[torch.Tensor], m0: Optional[torch.Tensor],
+                dn_final: Optional[torch.Tensor], dm_final: Optional[torch.Tensor],
+                epsilon: Optional[float]) -> List[torch.Tensor]:
+    grads = run_adjoint(q, k, v, g, beta, scale, initial_state, cu_seqlens, do, dfinal,
+                        input_gate, n0, m0, dn_final, dm_final, epsilon)
+    state = grads["v"].dtype
+    return [grads[n] if n in grads else q.new_empty(0, dtype=state) for n in _ADJOINT_GRADS]
+
+
+@_adjoint_op.register_fake
+def _adjoint_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens, do, dfinal, input_gate,
+                  n0, m0, dn_final, dm_final, epsilon):
+    B, T, _, K = q.shape
+    H = v.shape[2]
+    state = torch.float64 if q.dtype == torch.float64 else torch.float32
+    like = dict(q=(B, T, H, K), k=(B, T, H, K), v=tuple(v.shape), g=g, beta=beta, i=input_gate,
+                h0=initial_state, n0=n0, m0=m0)
+    out = []
+    for name in _ADJOINT_GRADS:
+        shape = like[name]
+        if shape is not None and not isinstance(shape, tuple):
+            shape = tuple(shape.shape)
+        out.append(q.new_empty(shape if shape is not None else (0,), dtype=state))
+    return out
+
+
+def adjoint(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, do, dfinal,
+            input_gate=None, n0=None, m0=None, dn_final=None, dm_final=None,
+            epsilon: Optional[float] = None) -> dict:
+    """run_adjoint through the registered op (traceable): the same dict."""
+    out = _adjoint_op(q, k, v, g, beta, float(scale), initial_state, cu_seqlens, do, dfinal,
+                      input_gate, n0, m0, dn_final, dm_final, epsilon)
+    present = dict(q=q, k=k, v=v, g=g, beta=beta, i=input_gate, h0=initial_state, n0=n0, m0=m0)
+    return {n: x for n, x in zip(_ADJOINT_GRADS, out) if present[n] is not None}
 
 
 # ---------------------------------------------------------------------------
@@ -572,19 +786,38 @@ def _setup_context(ctx, inputs, output):
         raise NotImplementedError("mixir.ops.linear_attention: no gradient through a "
                                   "time-reversed pass (the backward's own)")
     ctx.scale = scale
-    ctx.unsupported = ("the delta rule" if beta is not None else
-                       "per-value-dimension decay" if value_decay else None)
+    ctx.unsupported = "per-value-dimension decay" if value_decay else None
     ctx.per_key = g is not None and g.dim() == 4
     ctx.output_final_state = output_final_state
-    final = output[1] if output_final_state and g is not None else None
-    ctx.save_for_backward(q, k, v, g, h0, cu, final)
+    final = output[1] if output_final_state and g is not None and beta is None else None
+    ctx.save_for_backward(q, k, v, g, beta, h0, cu, final)
+
+
+def _adjoint_backward(ctx, q, k, v, g, beta, h0, cu, do, dfinal):
+    """The delta rule's gradients: the adjoint kernel (its gradients are not forward
+    passes of the op, unlike the additive update's)."""
+    grads = adjoint(q, k, v, g, beta, ctx.scale, h0, cu, do, dfinal)
+    group = v.shape[2] // q.shape[2]
+    B, T, Hq, K = q.shape
+    for name in ("q", "k"):  # per value head: sum over each group of value heads
+        if group > 1:
+            grads[name] = grads[name].view(B, T, Hq, group, K).sum(3)
+    cast = lambda name, like: None if like is None else grads[name].to(like.dtype)  # noqa: E731
+    return (cast("q", q), cast("k", k), cast("v", v), cast("g", g), cast("beta", beta), None,
+            cast("h0", h0), None, None, None, None, None, None)
 
 
 def _backward(ctx, do, dfinal):
     if ctx.unsupported:
         raise NotImplementedError(f"mixir.ops.linear_attention: the backward pass of "
                                   f"{ctx.unsupported} is not implemented yet")
-    q, k, v, g, h0, cu, final = ctx.saved_tensors
+    q, k, v, g, beta, h0, cu, final = ctx.saved_tensors
+    if beta is not None:
+        if not ctx.output_final_state or dfinal is None or dfinal.numel() == 0:
+            dfinal = None
+        if do is None:
+            do = torch.zeros(v.shape, dtype=v.dtype, device=v.device)
+        return _adjoint_backward(ctx, q, k, v, g, beta, h0, cu, do, dfinal)
     need_q, need_k, need_v, need_g, _, _, need_h0 = ctx.needs_input_grad[:7]
     need_g = need_g and g is not None
     # Grouped value heads: the passes below run per value head on q and k repeated

@@ -15,7 +15,10 @@ form): the heads-before-time tensors are passed as strided views of the op's
 [B, T, H, d] layout, and the forget gate's logsigmoid is applied first (PyTorch
 glue; a fused prologue is not built yet). It runs the recurrent lowering on the CPU
 and the GPU alike: no chunked tensor-core kernel yet, so `chunk_size` is accepted
-for interface compatibility and ignored. No backward yet: a gradient request raises.
+for interface compatibility and ignored. Gradients (q, k, v, i, f and the initial
+states) come from the adjoint kernel (`mixer.linear_attention_adjoint`): the exact
+derivative of the stabilised cell, the stabiliser's max included, rather than
+mlstm_kernels' stop-gradient through m (which differs by O(eps exp(m))).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .linear_attention import _FLOATS, _vector_ready, gpu_config, linear_attention_ir
+from .linear_attention import _FLOATS, _vector_ready, adjoint, gpu_config, linear_attention_ir
 from .scan import _ELEMENT, _kernel
 
 __all__ = ["mlstm_chunkwise", "mlstm_recurrent_sequence", "mlstm_recurrent_step"]
@@ -137,12 +140,29 @@ def _mlstm_fake(q, k, v, i, log_f, scale, c0, n0, m0, eps, last_states):
             v.new_empty((B, H), dtype=sd))
 
 
-def _no_backward(ctx, *grads):
-    raise NotImplementedError("mixir.ops.mlstm: the backward pass of the mLSTM cell is not "
-                              "implemented yet")
+def _setup_context(ctx, inputs, output):
+    q, k, v, i, log_f, scale, c0, n0, m0, eps, last_states = inputs
+    ctx.scale, ctx.eps, ctx.last_states = scale, eps, last_states
+    ctx.save_for_backward(q, k, v, i, log_f, c0, n0, m0)
 
 
-_mlstm_op.register_autograd(_no_backward, setup_context=lambda ctx, inputs, output: None)
+def _backward(ctx, dh, dc, dn, dm):
+    """The adjoint kernel (mixer.linear_attention_adjoint with the input gate): the
+    exact gradient of the stabilised cell, stabiliser and epsilon included."""
+    q, k, v, i, log_f, c0, n0, m0 = ctx.saved_tensors
+    B, T, H, K = q.shape
+    if dh is None:
+        dh = torch.zeros((B, T, H, v.shape[3]), dtype=v.dtype, device=v.device)
+    given = lambda x: x if ctx.last_states and x is not None and x.numel() else None  # noqa: E731
+    grads = adjoint(q, k, v, log_f, None, ctx.scale, c0, None, dh, given(dc),
+                        input_gate=i, n0=n0, m0=m0, dn_final=given(dn), dm_final=given(dm),
+                        epsilon=ctx.eps)
+    cast = lambda name, like: None if like is None else grads[name].to(like.dtype)  # noqa: E731
+    return (cast("q", q), cast("k", k), cast("v", v), cast("i", i), cast("g", log_f), None,
+            cast("h0", c0), cast("n0", n0), cast("m0", m0), None, None)
+
+
+_mlstm_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def mlstm_chunkwise(q, k, v, i, f, c_initial=None, n_initial=None, m_initial=None,

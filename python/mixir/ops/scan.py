@@ -120,7 +120,7 @@ def _memref_type(rank: int):
         ("strides", ctypes.c_int64 * rank)]})
 
 
-_DESCRIPTOR = {r: _memref_type(r) for r in (1, 2, 3, 4)}
+_DESCRIPTOR = {r: _memref_type(r) for r in (1, 2, 3, 4, 5)}
 
 
 def _descriptor(t: torch.Tensor):
