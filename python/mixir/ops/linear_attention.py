@@ -335,6 +335,21 @@ def _invoke(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, o, final,
     kernel(*args)
 
 
+def _kernel_inputs(q, k, v, g, beta):
+    """The operands as the kernels read them: decays in float32 at least (fla's rule:
+    decays are accumulated in float32), beta in q's dtype or float32/64, head rows
+    16-byte vectorisable (a per-key decay's too)."""
+    if g is not None and g.dtype not in (torch.float32, torch.float64):
+        g = g.float()
+    if beta is not None and beta.dtype != q.dtype and beta.dtype not in (torch.float32,
+                                                                          torch.float64):
+        beta = beta.float()
+    q, k, v = _vector_ready(q), _vector_ready(k), _vector_ready(v)
+    if g is not None and g.dim() == 4:
+        g = _vector_ready(g)
+    return q, k, v, g, beta
+
+
 def _launch(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, output_final_state: bool,
             vector_decay: bool, out_dtype: Optional[torch.dtype] = None, reverse: bool = False,
             value_decay: bool = False):
@@ -355,14 +370,7 @@ def _launch(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, output_fi
         if final is not None:
             final.copy_(initial_state if initial_state is not None else torch.zeros_like(final))
         return o, final
-    if g is not None and g.dtype not in (torch.float32, torch.float64):
-        g = g.float()  # fla's rule: decays are accumulated in float32
-    if beta is not None and beta.dtype != q.dtype and beta.dtype not in (torch.float32,
-                                                                          torch.float64):
-        beta = beta.float()
-    q, k, v = _vector_ready(q), _vector_ready(k), _vector_ready(v)
-    if g is not None and g.dim() == 4:
-        g = _vector_ready(g)
+    q, k, v, g, beta = _kernel_inputs(q, k, v, g, beta)
     if value_decay:  # the recurrent kernel only (GLA's gradient passes): no splits
         _invoke(q, k, v, g, beta, scale, initial_state, cu_seqlens, o, final, reverse, True)
         return o, final
@@ -417,27 +425,19 @@ def run_adjoint(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, do, d
     border = 1 if mlstm else 0
     slots = max(-(-longest // chunk), 1) + chunk + 1
     workspace = torch.empty((N, H, slots, K + border, V + border), dtype=state, device=q.device)
-    if g is not None and g.dtype not in (torch.float32, torch.float64):
-        g = g.float()
-    if beta is not None and beta.dtype != q.dtype and beta.dtype not in (torch.float32,
-                                                                          torch.float64):
-        beta = beta.float()
-    q, k, v = _vector_ready(q), _vector_ready(k), _vector_ready(v)
+    q, k, v, g, beta = _kernel_inputs(q, k, v, g, beta)
     do = _vector_ready(do.to(v.dtype))
-    if g is not None and g.dim() == 4:
-        g = _vector_ready(g)
     as_state = lambda x: None if x is None else x.to(state)  # noqa: E731
     initial_state, n0, m0 = as_state(initial_state), as_state(n0), as_state(m0)
     dfinal, dn_final, dm_final = as_state(dfinal), as_state(dn_final), as_state(dm_final)
-    if mlstm and dfinal is None and (dn_final is not None or dm_final is not None):
-        dfinal = torch.zeros((N, H, K, V), dtype=state, device=q.device)
-    has_final_grad = dfinal is not None
+    # The mLSTM's final cotangents come as one operand group: zeros stand in for absent ones.
     mlstm_final_grad = mlstm and (dn_final is not None or dm_final is not None)
     if mlstm_final_grad:
-        dn_final = dn_final if dn_final is not None else torch.zeros(
-            (N, H, K), dtype=state, device=q.device)
-        dm_final = dm_final if dm_final is not None else torch.zeros(
-            (N, H), dtype=state, device=q.device)
+        zeros = lambda x, *shape: x if x is not None else torch.zeros(  # noqa: E731
+            shape, dtype=state, device=q.device)
+        dfinal, dn_final = zeros(dfinal, N, H, K, V), zeros(dn_final, N, H, K)
+        dm_final = zeros(dm_final, N, H)
+    has_final_grad = dfinal is not None
     decay = "none" if g is None else ("vector" if g.dim() == 4 and not mlstm else "scalar")
     grads = {"q": torch.empty((B, T, H, K), dtype=state, device=q.device),
              "k": torch.empty((B, T, H, K), dtype=state, device=q.device),
@@ -496,15 +496,11 @@ def _adjoint_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens, do, dfinal
     B, T, _, K = q.shape
     H = v.shape[2]
     state = torch.float64 if q.dtype == torch.float64 else torch.float32
-    like = dict(q=(B, T, H, K), k=(B, T, H, K), v=tuple(v.shape), g=g, beta=beta, i=input_gate,
-                h0=initial_state, n0=n0, m0=m0)
-    out = []
-    for name in _ADJOINT_GRADS:
-        shape = like[name]
-        if shape is not None and not isinstance(shape, tuple):
-            shape = tuple(shape.shape)
-        out.append(q.new_empty(shape if shape is not None else (0,), dtype=state))
-    return out
+    shapes = dict(q=(B, T, H, K), k=(B, T, H, K), v=v.shape)
+    shapes.update((name, (0,) if x is None else x.shape) for name, x in (
+        ("g", g), ("beta", beta), ("i", input_gate), ("h0", initial_state), ("n0", n0),
+        ("m0", m0)))
+    return [q.new_empty(shapes[name], dtype=state) for name in _ADJOINT_GRADS]
 
 
 def adjoint(q, k, v, g, beta, scale: float, initial_state, cu_seqlens, do, dfinal,
