@@ -33,6 +33,7 @@
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Complex/IR/Complex.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
+#include "mlir/Dialect/DLTI/DLTI.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
@@ -59,7 +60,7 @@
 void mlir::mixer::registerAllDialects(DialectRegistry &registry) {
   registry.insert<mixer::MixerDialect, affine::AffineDialect, arith::ArithDialect,
                   bufferization::BufferizationDialect, complex::ComplexDialect,
-                  cf::ControlFlowDialect, func::FuncDialect, gpu::GPUDialect,
+                  cf::ControlFlowDialect, DLTIDialect, func::FuncDialect, gpu::GPUDialect,
                   index::IndexDialect, LLVM::LLVMDialect, math::MathDialect,
                   memref::MemRefDialect, NVVM::NVVMDialect, scf::SCFDialect,
                   tensor::TensorDialect, ub::UBDialect, vector::VectorDialect>();
@@ -105,10 +106,8 @@ void mlir::mixer::registerAllPasses() {
   registerCSEPass();
   bufferization::registerOneShotBufferizePass();
   arith::registerArithExpandOpsPass();
-  registerSCFParallelLoopTiling();
   registerGpuMapParallelLoopsPass();
   registerConvertParallelLoopToGpuPass();
-  registerGpuLaunchSinkIndexComputationsPass();
   registerGpuKernelOutliningPass();
   registerGpuNVVMAttachTarget();
   registerGpuModuleToBinaryPass();

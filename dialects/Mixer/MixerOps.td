@@ -302,8 +302,7 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
 
     The state is carried in the element type of the destinations' float type
     (`final_state` or, without it, f32 for 16/32-bit inputs and f64 for f64);
-    inputs are extended before arithmetic. `chunk_size`, if present, fixes the
-    chunk length of chunked lowerings; without it the lowering chooses.
+    inputs are extended before arithmetic.
 
     With `input_gate` (`[B, T, H]`, the pre-activations i_t of an exponential
     input gate) the op is the mLSTM cell (spec 3.1) in its stabilised form:
@@ -322,12 +321,19 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     receive the last `n` and `m`; `S` is `init` / `final` as for the others.
     The sigmoid input gate (mLSTMsig) is this op with `logsigmoid(i)` for `i`.
 
-    `workspace` (the element type of `key`) is scratch for chunked lowerings,
-    which write per-chunk factors there before the sequential pass reads them;
-    other lowerings ignore it. For the delta rule it is `[B, T, H, K + V]` (the
-    WY factors W and U); for a per-key decay `[B, T, H, 4 K + 64]` (the decayed
-    queries and keys, the chunk's intra-chunk scores, and in a chunk's first
-    row its total decay as K f32 values). `getWorkspaceWidth` gives the width.
+    With `pieces` (a run-time length L, a multiple of 64), every sequence is
+    cut into pieces of L steps, `[j L, min((j + 1) L, length))`, and each
+    piece is a recurrence of its own: it starts from `initial_state[n, j]`
+    (0 if absent) and leaves its last state (its initial one when the piece
+    is empty) in `final_state[n, j]`; states are then `[N, P, H, K, V]`, P
+    being their dimension 1. This is how a sequence split runs its pieces in
+    parallel (`mixer-split-linear-attention`); not with `input_gate`.
+
+    The op holds no scratch: a lowering that needs some (the chunked kernels'
+    per-chunk factors, a sequence split's piece states) allocates it, and
+    `mixer-assign-workspace` places every such allocation in the caller's
+    workspace buffer. How the op is lowered is its `mixer.lowering_config`
+    (chosen by `mixer-select-lowering-config`).
 
     Buffer form only (the JIT emits it).
 
@@ -351,13 +357,11 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     Arg<Optional<AnyNon0RankedMemRef>, "initial mLSTM normalisers", [MemRead]>:$initial_normalizer,
     Arg<Optional<AnyNon0RankedMemRef>, "initial mLSTM stabilisers", [MemRead]>:$initial_stabilizer,
     Arg<Optional<MemRefRankOf<[I32, I64], [1]>>, "sequence offsets", [MemRead]>:$offsets,
+    Optional<Index>:$pieces,
     Arg<Optional<AnyNon0RankedMemRef>, "output", [MemWrite]>:$output,
     Arg<Optional<AnyNon0RankedMemRef>, "final states", [MemWrite]>:$final_state,
     Arg<Optional<AnyNon0RankedMemRef>, "final mLSTM normalisers", [MemWrite]>:$final_normalizer,
     Arg<Optional<AnyNon0RankedMemRef>, "final mLSTM stabilisers", [MemWrite]>:$final_stabilizer,
-    Arg<Optional<AnyNon0RankedMemRef>, "scratch of chunked delta-rule lowerings",
-        [MemRead, MemWrite]>:$workspace,
-    OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$chunk_size,
     UnitAttr:$value_decay,
     OptionalAttr<F64Attr>:$epsilon);
 
@@ -373,11 +377,11 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     (`init_normalizer` `(` $initial_normalizer^ `:` type($initial_normalizer) `)`)?
     (`init_stabilizer` `(` $initial_stabilizer^ `:` type($initial_stabilizer) `)`)?
     (`offsets` `(` $offsets^ `:` type($offsets) `)`)?
+    (`pieces` `(` $pieces^ `)`)?
     (`outs` `(` $output^ `:` type($output) `)`)?
     (`final` `(` $final_state^ `:` type($final_state) `)`)?
     (`final_normalizer` `(` $final_normalizer^ `:` type($final_normalizer) `)`)?
     (`final_stabilizer` `(` $final_stabilizer^ `:` type($final_stabilizer) `)`)?
-    (`workspace` `(` $workspace^ `:` type($workspace) `)`)?
     (`value_decay` $value_decay^)?
     attr-dict
   }];
@@ -402,15 +406,6 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     }
     int64_t getValueDim() {
       return ::mlir::cast<::mlir::MemRefType>(getValue().getType()).getShape()[3];
-    }
-    /// The innermost size a workspace must have for this op's variant (see
-    /// the description), or 0 where no chunked lowering uses one.
-    int64_t getWorkspaceWidth() {
-      if (getBeta())
-        return getKeyDim() + getValueDim();
-      if (hasVectorDecay())
-        return 4 * getKeyDim() + 64;
-      return 0;
     }
   }];
 }
@@ -452,17 +447,14 @@ def Mixer_LinearAttentionAdjointOp : Mixer_Op<"linear_attention_adjoint",
     likewise, `|x|` by its sign), so the gradients are those of the function
     the forward computes, `epsilon` included.
 
-    The adjoint needs `S_{t-1}` at every step, in reverse time. Per (sequence,
-    head) it runs the forward once and keeps the state at every `chunk_size`-th
-    step (checkpoints), then, chunk by chunk from the last, recomputes the
-    chunk's states from its checkpoint and runs the adjoint back through it:
-    twice the forward's work and `ceil(T / chunk_size) + chunk_size` states of
-    memory instead of T. `workspace` holds them, in the state element type:
-    `[N, H, P + chunk_size + 1, K, V]` with P >= ceil(longest sequence /
-    chunk_size) checkpoints, then the chunk's states, then `L`; for the mLSTM
-    cell `[N, H, P + chunk_size + 1, K + 1, V + 1]` (column V holds n, row K
-    column 0 holds m). P is the only run-time size the lowering cannot check:
-    a smaller workspace is out-of-bounds access.
+    The state (and the gradient reaching it) is carried in the element type
+    of `final_grad`, else of `initial_state`, else f64 for f64 values and f32
+    otherwise, as the forward op carries it.
+
+    The adjoint needs `S_{t-1}` at every step, in reverse time; how it gets
+    them is its lowering's (`mixer-lower-linear-attention-adjoint`: a forward
+    pass keeping checkpoints, then each chunk recomputed, with the checkpoint
+    interval of its `mixer.lowering_config`).
 
     Grouped value heads: `query_grad` and `key_grad` are per value head
     (`[B, T, H, K]`); the caller sums them over each group. Per-value-dimension
@@ -474,10 +466,9 @@ def Mixer_LinearAttentionAdjointOp : Mixer_Op<"linear_attention_adjoint",
         value(%v : memref<?x?x?x64xf32>) log_decay(%g : memref<?x?x?xf32>)
         beta(%b : memref<?x?x?xf32>) scale(%s : f32)
         output_grad(%do : memref<?x?x?x64xf32>)
-        workspace(%ws : memref<?x?x?x64x64xf32>)
         query_grad(%dq : memref<?x?x?x64xf32>) key_grad(%dk : memref<?x?x?x64xf32>)
         value_grad(%dv : memref<?x?x?x64xf32>) log_decay_grad(%dg : memref<?x?x?xf32>)
-        beta_grad(%db : memref<?x?x?xf32>) {chunk_size = 16 : i64}
+        beta_grad(%db : memref<?x?x?xf32>)
     ```
   }];
   let arguments = (ins
@@ -498,8 +489,6 @@ def Mixer_LinearAttentionAdjointOp : Mixer_Op<"linear_attention_adjoint",
         [MemRead]>:$final_normalizer_grad,
     Arg<Optional<AnyNon0RankedMemRef>, "gradient of the final stabilisers",
         [MemRead]>:$final_stabilizer_grad,
-    Arg<AnyNon0RankedMemRef, "checkpointed and recomputed states",
-        [MemRead, MemWrite]>:$workspace,
     Arg<AnyNon0RankedMemRef, "gradient of query", [MemWrite]>:$query_grad,
     Arg<AnyNon0RankedMemRef, "gradient of key", [MemWrite]>:$key_grad,
     Arg<AnyNon0RankedMemRef, "gradient of value", [MemWrite]>:$value_grad,
@@ -512,7 +501,6 @@ def Mixer_LinearAttentionAdjointOp : Mixer_Op<"linear_attention_adjoint",
         [MemWrite]>:$initial_normalizer_grad,
     Arg<Optional<AnyNon0RankedMemRef>, "gradient of the initial stabilisers",
         [MemWrite]>:$initial_stabilizer_grad,
-    ConfinedAttr<I64Attr, [IntPositive]>:$chunk_size,
     OptionalAttr<F64Attr>:$epsilon);
 
   let assemblyFormat = [{
@@ -531,7 +519,6 @@ def Mixer_LinearAttentionAdjointOp : Mixer_Op<"linear_attention_adjoint",
     (`final_grad` `(` $final_grad^ `:` type($final_grad) `)`)?
     (`final_normalizer_grad` `(` $final_normalizer_grad^ `:` type($final_normalizer_grad) `)`)?
     (`final_stabilizer_grad` `(` $final_stabilizer_grad^ `:` type($final_stabilizer_grad) `)`)?
-    `workspace` `(` $workspace `:` type($workspace) `)`
     `query_grad` `(` $query_grad `:` type($query_grad) `)`
     `key_grad` `(` $key_grad `:` type($key_grad) `)`
     `value_grad` `(` $value_grad `:` type($value_grad) `)`
@@ -546,10 +533,8 @@ def Mixer_LinearAttentionAdjointOp : Mixer_Op<"linear_attention_adjoint",
   let hasVerifier = 1;
 
   let extraClassDeclaration = [{
-    /// The element type in which S and its gradient are carried (workspace's).
-    Type getStateElementType() {
-      return ::mlir::cast<::mlir::MemRefType>(getWorkspace().getType()).getElementType();
-    }
+    /// The element type in which S and its gradient are carried.
+    Type getStateElementType();
     /// True for a per-key-dimension decay (GLA): log_decay is [B, T, H, K].
     bool hasVectorDecay() {
       return getLogDecay() &&

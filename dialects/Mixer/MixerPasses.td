@@ -10,26 +10,31 @@ def MixerTileScan : Pass<"mixer-tile-scan", "::mlir::func::FuncOp"> {
   let description = [{
     Rewrites every buffer-form `mixer.scan` over `[B, T, D]` into an
     `scf.parallel` over channels, batch rows and time tiles whose body is
-    `mixer.channel_scan` on strided 1-D views.
+    `mixer.channel_scan` on strided 1-D views, shaped by the op's
+    `mixer.lowering_config` (`tile`, `time_fastest`, `exchange_output`,
+    `vector_alignment`, `vector_operands`); the parallel loop carries the
+    config on to `mixer-parallel-loops-to-gpu` (its `block`) and each
+    channel scan gets the loop shape it needs (`unroll`, which of its
+    operands move as vectors).
 
-    * jagged window: tiles of `tile-size` steps (a multiple of the block) are
+    * jagged window: tiles of `tile` steps (a multiple of the block) are
       independent. A tile's carry is the zero-initialised terminal state of the
       single block just before it (k = 2), recomputed from that block's 16 (BL)
       steps; nothing older is read. The first tile takes `initial_state`.
     * global window: the carry of a tile is the final state of the previous one,
       so tiles run in order inside the channel (`scf.for` with the carry as an
-      iteration argument); `tile-size = 0` keeps the whole sequence as one tile.
+      iteration argument); `tile = 0` keeps the whole sequence as one tile.
 
     The parallel loop lists channels first, so that threads mapped to its first
     dimension touch neighbouring addresses of a `[B, T, D]` tensor. With
-    `time-fastest` a jagged scan lists its time tiles first, then channels,
+    `time_fastest` a jagged scan lists its time tiles first, then channels,
     then batch rows: for a channels-by-time layout (BTP) neighbouring tiles of
     one channel are neighbours in memory, while neighbouring channels are a
     whole sequence apart; and the channels of one batch row, which may share
     one gate (BTP's per-head gate), run close together.
 
-    `exchange-output` (GPU; with `time-fastest`, tiles of one block, an f32
-    output with unit time stride and `vector-alignment` >= 16) writes each
+    `exchange_output` (GPU; with `time_fastest`, tiles of one block, an f32
+    output with unit time stride and `vector_alignment` >= 16) writes each
     block's outputs to a private buffer instead of memory. Then the G = BL / 4
     threads of a group, which own G neighbouring blocks, transpose their
     16-byte chunks with `gpu.shuffle xor`, so that thread r stores chunk r of
@@ -56,23 +61,6 @@ def MixerTileScan : Pass<"mixer-tile-scan", "::mlir::func::FuncOp"> {
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
                            "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect",
                            "::mlir::vector::VectorDialect"];
-  let options = [
-    Option<"tileSize", "tile-size", "int64_t", /*default=*/"256",
-           "Time steps per tile for jagged windows (a multiple of the block)">,
-    Option<"globalTileSize", "global-tile-size", "int64_t", /*default=*/"0",
-           "Time steps per tile for global windows (0 = whole sequence in one tile)">,
-    Option<"timeFastest", "time-fastest", "bool", /*default=*/"false",
-           "Jagged windows: order the parallel loop (tile, channel, batch row) instead "
-           "of (channel, batch row, tile)">,
-    Option<"exchangeOutput", "exchange-output", "bool", /*default=*/"false",
-           "GPU only, with time-fastest and one-block tiles: neighbouring threads swap "
-           "parts of their blocks' outputs (gpu.shuffle) so that each store writes "
-           "whole 32-byte sectors; needs thread blocks of whole warps">,
-    Option<"vectorAlignment", "vector-alignment", "int64_t", /*default=*/"0",
-           "Byte alignment the caller guarantees at every jagged block start of a "
-           "time-contiguous operand (as in mixer-lower-channel-scan); exchange-output "
-           "applies only with 16 or more">
-  ];
 }
 
 def MixerLowerChannelScan : Pass<"mixer-lower-channel-scan", "::mlir::func::FuncOp"> {
@@ -85,6 +73,8 @@ def MixerLowerChannelScan : Pass<"mixer-lower-channel-scan", "::mlir::func::Func
     state is stored to `output`. The loop is what a GPU thread or a CPU core
     executes; parallelism lives in the enclosing `scf.parallel`.
 
+    The loop is shaped by the op's `mixer.lowering_config` (which
+    `mixer-tile-scan` gives every channel scan it makes).
     With `unroll = U > 1` the main loop advances U steps per iteration and
     issues all their loads before any arithmetic or store, followed by a
     one-step remainder loop: the output may alias the inputs as far as the
@@ -93,11 +83,11 @@ def MixerLowerChannelScan : Pass<"mixer-lower-channel-scan", "::mlir::func::Func
     unroll by exactly one block, aligned to the blocks, so which step starts a
     block is static (reverse scans first run the partial block at the end).
 
-    With `vector-alignment = A > 0` (a promise from the caller: every jagged
-    block of every time-contiguous operand starts on an A-byte boundary) an
-    unrolled jagged block of a real operand whose memref has a static unit
-    stride over time is read and written with one `vector.load`/`vector.store`
-    of the whole block, aligned to A. A channels-by-time layout (BTP) needs
+    With `vector_alignment = A > 0`, an unrolled jagged block of an operand
+    named in `vector_operands` (the strategy's promise: its blocks start on
+    A-byte boundaries, and its memref has a static unit stride over time) is
+    read and written with one `vector.load`/`vector.store` of the whole
+    block, aligned to A. A channels-by-time layout (BTP) needs
     this: each thread's block is contiguous, its neighbours' are not. The
     jagged `mixer.channel_scan_adjoint` does the same for the full blocks of
     its gates, inputs, output gradient and both gradient destinations.
@@ -105,13 +95,6 @@ def MixerLowerChannelScan : Pass<"mixer-lower-channel-scan", "::mlir::func::Func
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
                            "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
                            "::mlir::complex::ComplexDialect", "::mlir::vector::VectorDialect"];
-  let options = [
-    Option<"unroll", "unroll", "int64_t", /*default=*/"1",
-           "Time steps per main-loop iteration, loads first (1 = no unrolling)">,
-    Option<"vectorAlignment", "vector-alignment", "int64_t", /*default=*/"0",
-           "Byte alignment the caller guarantees at every jagged block start of a "
-           "time-contiguous operand; > 0 enables whole-block vector loads/stores">
-  ];
 }
 
 def MixerHoistStaticAllocas : Pass<"mixer-hoist-static-allocas", "::mlir::gpu::GPUModuleOp"> {
@@ -149,8 +132,10 @@ def MixerLowerLinearAttention : Pass<"mixer-lower-linear-attention", "::mlir::fu
     column of the state (K scalars) through an `scf.for` over the sequence:
     decay, delta-rule correction (a dot product over the column), update and
     readout are all per column. Exact in the state type for every variant of
-    the op; on the GPU it is the one-token decode kernel and the fallback of
-    the chunked tensor-core lowering.
+    the op; on the GPU it is the one-token decode kernel and the kernel of
+    every variant the tensor-core lowering does not take. Lowers the ops
+    whose `mixer.lowering_config` says `kernel = recurrent`; the parallel
+    loop carries the config (its `block`) to `mixer-parallel-loops-to-gpu`.
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
                            "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
@@ -162,7 +147,10 @@ def MixerLowerLinearAttentionAdjoint
   let description = [{
     Every `mixer.linear_attention_adjoint` becomes an `scf.parallel` over
     (head, sequence). Each iteration runs the forward recurrence once, keeping
-    the state at every `chunk_size`-th step in the workspace, then walks the
+    the state at every C-th step in scratch (C: the config's `chunk`, or with
+    `chunk = 0` the candidate in 16, 32, ..., 256 that minimises the states
+    held, ceil(L / C) + C for mean sequence length L, chosen at run time),
+    then walks the
     chunks from the last: it recomputes the chunk's states from its checkpoint
     and runs the adjoint recurrence back through them, a value column at a
     time, accumulating the per-step gradients of the query, key, decay and
@@ -178,25 +166,131 @@ def MixerLowerLinearAttentionAdjoint
 def MixerLowerLinearAttentionMma : Pass<"mixer-lower-linear-attention-mma", "::mlir::func::FuncOp"> {
   let summary = "Lower chunkable mixer.linear_attention ops to a fused tensor-core GPU kernel";
   let description = [{
-    A `mixer.linear_attention` with no decay or a per-head decay, the additive
-    update, bf16 or f16 inputs, an f32 state, a key dimension that is a
-    multiple of 16 up to 128, a value dimension that is a multiple of
-    `block-v` and contiguous head dimensions becomes one `gpu.launch`: a block
-    per (value tile, head, sequence) walks the sequence in chunks of 64 steps,
-    with the state in mma.sync accumulators (sm_80+, m16n8k16) and the
-    chunk's operands in dynamic shared memory. Other ops are left in place
-    (for `mixer-lower-linear-attention`), or rejected with `require`.
+    Every `mixer.linear_attention` whose `mixer.lowering_config` says
+    `kernel = chunked` becomes one to three `gpu.launch`es: for the delta
+    rule a kernel that writes each chunk's WY factors, for a per-key decay
+    (GLA) a kernel that writes each chunk's decayed queries and keys, scores
+    and total decay (both parallel over chunks, into scratch the pass
+    allocates for `mixer-assign-workspace`), then the sequential kernel: a
+    block per (value tile of `block_v` channels, head, sequence) walks the
+    sequence in chunks of 64 steps, with the state in mma.sync accumulators
+    (sm_80+, m16n8k16) and the chunk's operands in dynamic shared memory.
+    Taken: no decay, a per-head or per-key decay, the additive or the delta
+    update, bf16/f16 inputs, an f32 state, K a multiple of 16 up to 128,
+    contiguous head dimensions. An op configured `chunked` that the kernels
+    cannot take is an error naming why; other ops are left in place.
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
                            "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
                            "::mlir::gpu::GPUDialect", "::mlir::LLVM::LLVMDialect",
                            "::mlir::NVVM::NVVMDialect", "::mlir::vector::VectorDialect"];
+}
+
+
+def MixerSelectLoweringConfig : Pass<"mixer-select-lowering-config", "::mlir::ModuleOp"> {
+  let summary = "Choose the kernel and its shape for every mixer op (the strategy)";
+  let description = [{
+    The only place where kernels are chosen. For every `mixer.scan`,
+    `mixer.scan_adjoint`, `mixer.channel_scan`, `mixer.linear_attention` and
+    `mixer.linear_attention_adjoint` it decides, from facts the IR carries
+    (the module's `#mixer.target`, the memref types, the `mixer.alignment`
+    argument attributes and the `mixer.offsets_fit_i32` function attribute),
+    which kernel lowers the op and how it is shaped, and records the decision
+    as the op's `mixer.lowering_config` attribute:
+
+    * scans: tile length, loop unrolling, thread block (channels on x, then
+      time tiles or batch rows; one block per thread for channels-by-time
+      layouts), which operands move whole jagged blocks as vectors, the
+      output exchange, 32-bit indexing, sunk constants;
+    * linear attention: tensor cores (`chunked`, with the value tile, a key
+      split for K > 128 and the run-time rule of a sequence split) or the
+      recurrent kernel; the adjoint's checkpointing.
+
+    A config already on an op is kept; one with `kernel = auto` holds
+    overrides on top of the strategy's choice. `chip` names the target when
+    the module has no `mixer.target` (the pipelines pass theirs).
+  }];
   let options = [
-    Option<"blockV", "block-v", "int64_t", /*default=*/"64",
-           "Value channels per thread block (16 per warp; a multiple of 16 up to 64)">,
-    Option<"require", "require", "bool", /*default=*/"false",
-           "Fail on an op the tensor-core lowering cannot take instead of leaving it">
+    Option<"chip", "chip", "std::string", /*default=*/"\"\"",
+           "Target chip when the module carries no mixer.target (\"cpu\" or sm_XX)">
   ];
+}
+
+def MixerSplitLinearAttention : Pass<"mixer-split-linear-attention", "::mlir::func::FuncOp"> {
+  let summary = "Apply the key and sequence splits a linear attention's config asks for";
+  let description = [{
+    Schedules above the kernels, as the strategy recorded them:
+
+    * `key_split = Kb`: with a decay that is diagonal over keys (none, per
+      head, per key), the state's rows over a block of Kb key dimensions
+      evolve independently and the output is the sum of the blocks'
+      outputs. The op becomes one op per block (float32 outputs into
+      scratch) and a sum into the output.
+    * `sequence_split`: sequences are cut into pieces (P of them per
+      sequence): the op without an output gives each piece's state from
+      zero, a `mixer.scan` over pieces (gates: each piece's total log decay;
+      cut at every sequence start) gives every piece's initial state and the
+      final states, and the op with `pieces` runs every piece from its
+      initial state. With a run-time rule (`piece = 0`) the choice between
+      this and the unsplit op is made by generated code from the sizes of
+      the call.
+
+    The ops it creates carry complete configs (the parent's kernel, no
+    further split).
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
+}
+
+def MixerAssignWorkspace : Pass<"mixer-assign-workspace", "::mlir::ModuleOp"> {
+  let summary = "Place the lowerings' scratch in the caller's workspace buffer";
+  let description = [{
+    Lowerings allocate the scratch they need with `memref.alloc` marked
+    `mixer.workspace`, at the top level of their function. In a function
+    with an argument marked `mixer.workspace` (a `memref<?xi8>`: bytes the
+    caller allocated), each such allocation becomes a `memref.view` of that
+    buffer at a 256-byte aligned offset, and the pass adds
+    `func.func @<f>_workspace_bytes` with the function's signature that
+    returns the bytes the buffer must hold for the sizes it is called with
+    (the allocations' size computations, cloned). Without such an argument
+    the allocations stay (host memory: the CPU only) and are freed before
+    every return; on a GPU target that is an error.
+  }];
+  let dependentDialects = ["::mlir::memref::MemRefDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::func::FuncDialect"];
+  let options = [
+    Option<"gpu", "gpu", "bool", /*default=*/"false",
+           "Scratch must live in the workspace argument (device memory)">
+  ];
+}
+
+def MixerParallelLoopsToGpu : Pass<"mixer-parallel-loops-to-gpu", "::mlir::func::FuncOp"> {
+  let summary = "Map configured scf.parallel loops to GPU launches, shaped by their configs";
+  let description = [{
+    Every outermost `scf.parallel` that carries a `mixer.lowering_config`
+    (given by the lowering that made it) is tiled by the config's `block`
+    (threads per block over its first three dimensions), mapped greedily
+    (outer loop to blocks, inner to threads) and converted to a
+    `gpu.launch` by the upstream passes. Then, for every `gpu.launch` with a
+    config (those and the tensor-core kernels'): `sink_constants` moves
+    constants and index computations into the kernel
+    (`gpu-launch-sink-index-computations` for that launch), and
+    `index_bitwidth = 32` names the kernel and records the width on the
+    function (`mixer.kernel_index_bitwidth`) for `mixer-set-kernel-index-width`.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::gpu::GPUDialect",
+                           "::mlir::affine::AffineDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::memref::MemRefDialect"];
+}
+
+def MixerSetKernelIndexWidth : Pass<"mixer-set-kernel-index-width", "::mlir::ModuleOp"> {
+  let summary = "Give outlined kernels the index width their configs chose";
+  let description = [{
+    After `gpu-kernel-outlining`: every `gpu.module` named in a function's
+    `mixer.kernel_index_bitwidth` gets a data layout with that index width,
+    which `convert-gpu-to-nvvm` then uses for the kernel's index arithmetic.
+  }];
+  let dependentDialects = ["::mlir::DLTIDialect"];
 }
 
 #endif // MIXER_PASSES_TD

@@ -16,6 +16,7 @@
 #define MIXIR_C_COMPILER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -46,11 +47,39 @@ MIXIR_EXPORT MixirModule *mixir_compile_with_runtime(const char *ir, size_t ir_l
 MIXIR_EXPORT MixirModule *mixir_load_lowered(const char *ir, size_t ir_len, const char *target,
                                             const char *runtime_library, char **error);
 
+/* mixir_compile_with_runtime through the compile cache: memory, then
+ * $MIXIR_CACHE_DIR (default ~/.cache/mixir; MIXIR_CACHE_DISABLE=1: memory
+ * only), then the compiler. The key covers the compiler build, the target,
+ * the options and the IR; disk entries are written atomically. The module
+ * belongs to the cache (mixir_module_destroy leaves it) and lives as long as
+ * the process. */
+MIXIR_EXPORT MixirModule *mixir_compile_cached(const char *ir, size_t ir_len, const char *target,
+                                               const char *options, const char *runtime_library,
+                                               char **error);
+
+/* The cache key of a compile (hex SHA-256, malloc'd). */
+MIXIR_EXPORT char *mixir_cache_key(const char *ir, size_t ir_len, const char *target,
+                                   const char *options);
+
+/* Counters since the library was loaded: memory hits, disk hits, compiles. */
+MIXIR_EXPORT void mixir_cache_stats(uint64_t out[3]);
+
+/* Forgets the in-memory entries (their modules stay alive): the next lookups
+ * go to the disk. */
+MIXIR_EXPORT void mixir_cache_clear_memory(void);
+
+/* Frees a module from mixir_compile*, mixir_load_lowered (not a cached one). */
 MIXIR_EXPORT void mixir_module_destroy(MixirModule *module);
 
 /* Modules with host code (CPU, or GPU with "host=1"): the address of symbol
  * `name` (e.g. "_mlir_ciface_scan"), or NULL. */
 MIXIR_EXPORT void *mixir_module_lookup(MixirModule *module, const char *name);
+
+/* The packed form of host function `name` (e.g. "_mlir_ciface_call"):
+ * void f(void **args), args[i] pointing at argument i (a descriptor pointer,
+ * or a scalar), and for a function with a result args[n] at where it goes.
+ * One calling convention for any signature; NULL if absent. */
+MIXIR_EXPORT void *mixir_module_lookup_packed(MixirModule *module, const char *name);
 
 /* GPU modules: the serialized binary (PTX text for format=isa, an ELF cubin for
  * format=bin). Returns its size and points `*data` at bytes owned by the module. */

@@ -2,6 +2,8 @@
 
 #include "mixir-c/Compiler.h"
 
+#include "Module.h"
+
 #include "mixir/InitAll.h"
 #include "mixir/Pipelines/Pipelines.h"
 
@@ -33,13 +35,6 @@
 
 using namespace mlir;
 
-struct MixirModule {
-  std::unique_ptr<ExecutionEngine> engine; // CPU
-  std::string binary;                      // GPU
-  std::string metadata;
-  std::string ir;
-};
-
 namespace {
 
 /// Passes and pipelines are registered once per process.
@@ -52,12 +47,6 @@ void ensureRegistered() {
   });
 }
 
-char *copyString(const std::string &s) {
-  char *out = static_cast<char *>(std::malloc(s.size() + 1));
-  if (out)
-    std::memcpy(out, s.c_str(), s.size() + 1);
-  return out;
-}
 
 std::string jsonEscape(StringRef s) {
   std::string out;
@@ -119,26 +108,29 @@ MixirModule *mixir_compile(const char *ir, size_t ir_len, const char *target,
   return mixir_compile_with_runtime(ir, ir_len, target, options, nullptr, error);
 }
 
-static MixirModule *compileOrLoad(const char *ir, size_t ir_len, const char *target,
-                                  const char *options, const char *runtime_library,
-                                  bool runPipeline, char **error);
-
 MixirModule *mixir_compile_with_runtime(const char *ir, size_t ir_len, const char *target,
                                         const char *options, const char *runtime_library,
                                         char **error) {
-  return compileOrLoad(ir, ir_len, target, options, runtime_library, /*runPipeline=*/true,
-                       error);
+  return mixir::compileOrLoad(ir, ir_len, target, options, runtime_library,
+                              /*runPipeline=*/true, error);
 }
 
 MixirModule *mixir_load_lowered(const char *ir, size_t ir_len, const char *target,
                                 const char *runtime_library, char **error) {
-  return compileOrLoad(ir, ir_len, target, nullptr, runtime_library, /*runPipeline=*/false,
-                       error);
+  return mixir::compileOrLoad(ir, ir_len, target, nullptr, runtime_library,
+                              /*runPipeline=*/false, error);
 }
 
 } // extern "C"
 
-static MixirModule *compileOrLoad(const char *ir, size_t ir_len, const char *target,
+char *mixir::copyString(const std::string &s) {
+  char *out = static_cast<char *>(std::malloc(s.size() + 1));
+  if (out)
+    std::memcpy(out, s.c_str(), s.size() + 1);
+  return out;
+}
+
+MixirModule *mixir::compileOrLoad(const char *ir, size_t ir_len, const char *target,
                                   const char *options, const char *runtime_library,
                                   bool runPipeline, char **error) {
   ensureRegistered();
@@ -229,7 +221,10 @@ static MixirModule *compileOrLoad(const char *ir, size_t ir_len, const char *tar
 
 extern "C" {
 
-void mixir_module_destroy(MixirModule *module) { delete module; }
+void mixir_module_destroy(MixirModule *module) {
+  if (module && !module->cached)
+    delete module;
+}
 
 void *mixir_module_lookup(MixirModule *module, const char *name) {
   if (!module || !module->engine || !name)
@@ -240,6 +235,17 @@ void *mixir_module_lookup(MixirModule *module, const char *name) {
     return nullptr;
   }
   return *sym;
+}
+
+void *mixir_module_lookup_packed(MixirModule *module, const char *name) {
+  if (!module || !module->engine || !name)
+    return nullptr;
+  auto fn = module->engine->lookupPacked(name);
+  if (!fn) {
+    llvm::consumeError(fn.takeError());
+    return nullptr;
+  }
+  return reinterpret_cast<void *>(*fn);
 }
 
 size_t mixir_module_binary(MixirModule *module, const char **data) {

@@ -53,6 +53,53 @@ inline std::tuple<Value, Value, Value> sequenceRange(ImplicitLocOpBuilder &b, Va
   return {zero, start, arith::SubIOp::create(b, offset(next), start)};
 }
 
+/// The programs of a mixer.linear_attention: one per sequence, or with
+/// `pieces` one per (sequence, piece), p = n P + j. `count` is how many.
+struct Programs {
+  Value count, pieces, pieceLength; // pieces / pieceLength: null without pieces
+};
+
+inline Programs linearAttentionPrograms(ImplicitLocOpBuilder &b, LinearAttentionOp op, Value N) {
+  Value L = op.getPieces();
+  if (!L)
+    return {N, Value(), Value()};
+  Value state = op.getInitialState() ? op.getInitialState() : op.getFinalState();
+  Value P = memref::DimOp::create(b, state, 1);
+  return {arith::MulIOp::create(b, N, P), P, L};
+}
+
+/// What program `p` runs: (batch row, first step, length) and the indices of
+/// its state in init/final ({n}, or {n, j} with pieces).
+struct ProgramRange {
+  Value row, start, length;
+  SmallVector<Value, 2> state;
+};
+
+inline ProgramRange programRange(ImplicitLocOpBuilder &b, const Programs &programs, Value offsets,
+                                 Value p, Value T) {
+  if (!programs.pieces) {
+    auto [row, start, length] = sequenceRange(b, offsets, p, T);
+    return {row, start, length, {p}};
+  }
+  Value n = arith::DivUIOp::create(b, p, programs.pieces);
+  Value j = arith::RemUIOp::create(b, p, programs.pieces);
+  auto [row, start, length] = sequenceRange(b, offsets, n, T);
+  // Piece j: [j L, min((j + 1) L, length)), empty past the sequence's end.
+  Value begin = arith::MulIOp::create(b, j, programs.pieceLength);
+  Value rest = arith::SelectOp::create(
+      b, arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, length, begin),
+      arith::SubIOp::create(b, length, begin), arith::ConstantIndexOp::create(b, 0));
+  Value pieceLength = arith::MinUIOp::create(b, rest, programs.pieceLength);
+  return {row, arith::AddIOp::create(b, start, begin), pieceLength, {n, j}};
+}
+
+/// `index` followed by `more`: the indices of an element of a state operand.
+inline SmallVector<Value> stateIndices(ArrayRef<Value> index, ValueRange more) {
+  SmallVector<Value> all(index);
+  all.append(more.begin(), more.end());
+  return all;
+}
+
 /// The forward operands one recurrence step reads, from a
 /// mixer.linear_attention or a mixer.linear_attention_adjoint.
 struct RecurrenceOperands {

@@ -12,6 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "mixir/Conversion/Capabilities.h"
 #include "mixir/Dialect/Mixer/Mixer.h"
 #include "mixir/Transforms/Passes.h"
 
@@ -72,8 +73,6 @@ struct TileBuilder {
 
 class MixerTileScanPass : public mixer::impl::MixerTileScanBase<MixerTileScanPass> {
 public:
-  using MixerTileScanBase::MixerTileScanBase;
-
   void runOnOperation() override {
     SmallVector<ScanOp> scans;
     getOperation().walk([&](ScanOp op) { scans.push_back(op); });
@@ -82,26 +81,75 @@ public:
         op.emitOpError("mixer-tile-scan needs the buffer form; run one-shot-bufferize first");
         return signalPassFailure();
       }
-      if (failed(op.getWindow().isJagged() ? tileJagged(op) : tileGlobal(op)))
+      if (failed(readConfig(op)) ||
+          failed(op.getWindow().isJagged() ? tileJagged(op) : tileGlobal(op)))
         return signalPassFailure();
       op.erase();
     }
     SmallVector<ScanAdjointOp> adjoints;
     getOperation().walk([&](ScanAdjointOp op) { adjoints.push_back(op); });
     for (ScanAdjointOp op : adjoints) {
-      if (failed(op.getWindow().isJagged() ? tileJaggedAdjoint(op) : tileGlobalAdjoint(op)))
+      if (failed(readConfig(op)) ||
+          failed(op.getWindow().isJagged() ? tileJaggedAdjoint(op) : tileGlobalAdjoint(op)))
         return signalPassFailure();
       op.erase();
     }
   }
 
 private:
+  // The config of the op being tiled (see readConfig).
+  LoweringConfigAttr config;
+  int64_t tileSize = 0;
+  bool timeFastest = false, exchangeOutput = false;
+  int64_t vectorAlignment = 0;
+  // The configs of the channel scans the op becomes: their loop shape and
+  // which of their operands move as vectors.
+  LoweringConfigAttr channelConfig;
+
+  LogicalResult readConfig(Operation *op) {
+    config = LoweringConfigAttr::of(op);
+    if (!config || config.getKernel() != KernelKind::Tiled)
+      return op->emitOpError("mixer-tile-scan needs a mixer.lowering_config with kernel = "
+                             "tiled; run mixer-select-lowering-config first");
+    tileSize = config.getTile();
+    timeFastest = config.getTimeFastest();
+    exchangeOutput = config.getExchangeOutput();
+    vectorAlignment = config.getVectorAlignment();
+    // The channel scan's operands (ODS order) that the op's vectorised
+    // operands become: scan (gates 0, inputs 1, output 3) keeps its indices;
+    // scan_adjoint's gates 0, inputs 1, states 3, output_grad 4, gates_grad 6,
+    // inputs_grad 7 become channel_scan_adjoint's 0, 1, 2, 3, 6, 7.
+    int64_t mask = config.getVectorOperands();
+    if (isa<ScanAdjointOp>(op)) {
+      int64_t mapped = 0;
+      for (auto [from, to] : {std::pair<int, int>{0, 0}, {1, 1}, {3, 2}, {4, 3}, {6, 6}, {7, 7}})
+        if ((mask >> from) & 1)
+          mapped |= int64_t(1) << to;
+      mask = mapped;
+    }
+    channelConfig = LoweringConfigAttr::get(
+        op->getContext(), KernelKind::Tiled, 0, config.getUnroll(), {}, false, false,
+        vectorAlignment, mask, config.getIndexBitwidth(), false, 0, 0, 0, {});
+    return success();
+  }
+
+  /// Gives a channel scan made from the op its config.
+  template <typename OpTy> OpTy configured(OpTy op) {
+    op->setAttr(LoweringConfigAttr::getAttrName(), channelConfig);
+    return op;
+  }
+
+  /// The op's config moves to the parallel loop it became, for the GPU mapping.
+  void configure(scf::ParallelOp loop) {
+    loop->setAttr(LoweringConfigAttr::getAttrName(), config);
+  }
+
   /// Emits one channel_scan with the attributes of `op` (window overridable).
   Value channelScan(OpBuilder &b, ScanOp op, WindowAttr window, Value gates, Value inputs,
                     Value init, Value output) {
-    return ChannelScanOp::create(b, op.getLoc(), op.getStateElementType(), gates, inputs,
-                                 init, output, window, op.getLogSpaceAttr(),
-                                 op.getReverseAttr());
+    return configured(ChannelScanOp::create(b, op.getLoc(), op.getStateElementType(), gates,
+                                            inputs, init, output, window, op.getLogSpaceAttr(),
+                                            op.getReverseAttr()));
   }
 
   /// Initial carry of channel (n, d): initial_state[n, d] or zero.
@@ -124,7 +172,7 @@ private:
                                 function_ref<void(OpBuilder &, const JaggedTile &)> body,
                                 int64_t padTilesTo = 1) {
     if (tileSize <= 0 || tileSize % blockLen != 0)
-      return op->emitOpError() << "mixer-tile-scan: tile-size " << static_cast<int64_t>(tileSize)
+      return op->emitOpError() << "mixer-tile-scan: tile " << tileSize
                                << " must be a positive multiple of the jagged block "
                                << blockLen;
     OpBuilder b(op);
@@ -149,7 +197,7 @@ private:
     SmallVector<Value> upper = timeFastest
                                    ? SmallVector<Value>{paddedTiles, channels, batch}
                                    : SmallVector<Value>{channels, batch, paddedTiles};
-    scf::ParallelOp::create(
+    auto loop = scf::ParallelOp::create(
         b, loc, ValueRange{c0, c0, c0}, upper, ValueRange{c1, c1, c1},
         [&](OpBuilder &nb, Location, ValueRange ivs) {
           TileBuilder t{nb, loc};
@@ -162,6 +210,7 @@ private:
           body(nb, tl);
           scf::ReduceOp::create(nb, loc);
         });
+    configure(loop);
     return success();
   }
 
@@ -177,31 +226,14 @@ private:
         [&](OpBuilder &ib, Location) {
           TileBuilder h{ib, loc};
           auto localOnly = WindowAttr::get(ib.getContext(), WindowKind::Jagged, blockLen, 1);
-          Value c = ChannelScanOp::create(ib, loc, state, h.series(gates, tl.n, start, len, tl.d),
-                                          h.series(inputs, tl.n, start, len, tl.d), Value(),
-                                          Value(), localOnly, logSpace, reverse);
+          Value c = configured(ChannelScanOp::create(
+              ib, loc, state, h.series(gates, tl.n, start, len, tl.d),
+              h.series(inputs, tl.n, start, len, tl.d), Value(), Value(), localOnly, logSpace,
+              reverse));
           scf::YieldOp::create(ib, loc, c);
         },
         [&](OpBuilder &eb, Location) { scf::YieldOp::create(eb, loc, fallback(eb)); });
     return ifOp.getResult(0);
-  }
-
-  /// Threads per output exchange group for `op` under exchange-output: the
-  /// number of 16-byte chunks in one block of f32 outputs (0: not applicable,
-  /// the tile stores its outputs itself).
-  int64_t exchangeGroup(ScanOp op) {
-    if (!exchangeOutput || vectorAlignment < 16 || !op.getOutput() ||
-        !op.getStateElementType().isF32())
-      return 0;
-    auto outTy = cast<MemRefType>(op.getOutput().getType());
-    SmallVector<int64_t> strides;
-    int64_t offset;
-    if (failed(outTy.getStridesAndOffset(strides, offset)) || strides[1] != 1)
-      return 0;
-    int64_t group = op.getWindow().getBlock() / 4;
-    if (op.getWindow().getBlock() % 4 || !llvm::isPowerOf2_64(group) || group > 32)
-      return 0;
-    return group;
   }
 
   LogicalResult tileJagged(ScanOp op) {
@@ -211,10 +243,14 @@ private:
     Location loc = op.getLoc();
     Value gates = op.getGates(), inputs = op.getInputs();
     if (exchangeOutput && (!timeFastest || tileSize != blockLen))
-      return op.emitOpError() << "mixer-tile-scan: exchange-output needs time-fastest and "
-                                 "tiles of one block (tile-size = "
+      return op.emitOpError() << "mixer-tile-scan: exchange_output needs time_fastest and "
+                                 "tiles of one block (tile = "
                               << blockLen << ")";
-    int64_t group = exchangeGroup(op);
+    int64_t group = exchangeOutput ? exchangeOutputGroup(op, vectorAlignment) : 0;
+    if (exchangeOutput && !group)
+      return op.emitOpError("mixer-tile-scan: exchange_output needs an f32 output with a unit "
+                            "time stride, vector_alignment >= 16 and a block of 4 x 2^k <= 128 "
+                            "steps");
     // Runs the tile's recurrence into `out` (null: no output) and stores the
     // final state from the last tile; returns the tile's last state.
     auto scanTile = [&](OpBuilder &nb, const JaggedTile &tl, Value out) {
@@ -368,9 +404,9 @@ private:
     Value batch = memref::DimOp::create(b, loc, op.getGates(), 0);
     Value time = memref::DimOp::create(b, loc, op.getGates(), 1);
     Value channels = memref::DimOp::create(b, loc, op.getGates(), 2);
-    Value tile = globalTileSize > 0 ? tb.idx(globalTileSize) : time;
-    Value numTiles = globalTileSize > 0 ? tb.ceilDiv(time, tile) : c1;
-    scf::ParallelOp::create(
+    Value tile = tileSize > 0 ? tb.idx(tileSize) : time;
+    Value numTiles = tileSize > 0 ? tb.ceilDiv(time, tile) : c1;
+    auto parallel = scf::ParallelOp::create(
         b, loc, ValueRange{c0, c0}, ValueRange{channels, batch}, ValueRange{c1, c1},
         [&](OpBuilder &nb, Location, ValueRange ivs) {
           Value d = ivs[0], n = ivs[1];
@@ -402,17 +438,18 @@ private:
                           eb, loc, loadOrZero(eb, loc, op.getInitialState(), st, n, d));
                     });
                 auto view = [&](Value x) { return t.series(x, n, t0, len, d); };
-                Value out = ChannelScanAdjointOp::create(
+                Value out = configured(ChannelScanAdjointOp::create(
                     lb, loc, st, view(op.getGates()), Value(), view(op.getStates()),
                     view(op.getOutputGrad()), carry.getResult(0), g[0],
                     view(op.getGatesGrad()), view(op.getInputsGrad()), op.getWindowAttr(),
-                    op.getLogSpaceAttr(), op.getReverseAttr());
+                    op.getLogSpaceAttr(), op.getReverseAttr()));
                 scf::YieldOp::create(lb, loc, out);
               });
           if (Value dInit = op.getInitialStateGrad())
             memref::StoreOp::create(nb, loc, loop.getResult(0), dInit, ValueRange{n, d});
           scf::ReduceOp::create(nb, loc);
         });
+    configure(parallel);
     return success();
   }
 
@@ -447,10 +484,10 @@ private:
               TileBuilder h{ib, loc};
               Value hlen = h.min(blockV, h.sub(tl.time, tl.end));
               auto view = [&](Value x) { return h.series(x, tl.n, tl.end, hlen, tl.d); };
-              g = ChannelScanAdjointOp::create(
+              g = configured(ChannelScanAdjointOp::create(
                   ib, loc, st, view(gates), view(inputs), Value(), view(op.getOutputGrad()),
                   zeroOf(ib, loc, st), zeroOf(ib, loc, st), Value(), Value(),
-                  op.getWindowAttr(), op.getLogSpaceAttr(), UnitAttr());
+                  op.getWindowAttr(), op.getLogSpaceAttr(), UnitAttr()));
             }
             scf::YieldOp::create(ib, loc, g);
           },
@@ -458,10 +495,10 @@ private:
             scf::YieldOp::create(eb, loc, loadOrZero(eb, loc, op.getFinalGrad(), st, tl.n, tl.d));
           });
       auto view = [&](Value x) { return t.series(x, tl.n, tl.t0, tl.len, tl.d); };
-      Value out = ChannelScanAdjointOp::create(
+      Value out = configured(ChannelScanAdjointOp::create(
           nb, loc, st, view(gates), view(inputs), Value(), view(op.getOutputGrad()), carry,
           gradIn.getResult(0), view(op.getGatesGrad()), view(op.getInputsGrad()),
-          op.getWindowAttr(), op.getLogSpaceAttr(), UnitAttr());
+          op.getWindowAttr(), op.getLogSpaceAttr(), UnitAttr()));
       if (Value dInit = op.getInitialStateGrad()) {
         scf::IfOp::create(nb, loc, t.cmp(arith::CmpIPredicate::eq, tl.j, t.idx(0)),
                           [&](OpBuilder &ib, Location) {
@@ -473,9 +510,6 @@ private:
   }
 
   LogicalResult tileGlobal(ScanOp op) {
-    if (globalTileSize < 0)
-      return op.emitOpError() << "mixer-tile-scan: global-tile-size must be >= 0, got "
-                              << static_cast<int64_t>(globalTileSize);
     OpBuilder b(op);
     Location loc = op.getLoc();
     TileBuilder tb{b, loc};
@@ -486,10 +520,10 @@ private:
     Value time = memref::DimOp::create(b, loc, gates, 1);
     Value channels = memref::DimOp::create(b, loc, gates, 2);
     // 0 keeps the sequence whole: one tile of length T.
-    Value tile = globalTileSize > 0 ? tb.idx(globalTileSize) : time;
-    Value numTiles = globalTileSize > 0 ? tb.ceilDiv(time, tile) : c1;
+    Value tile = tileSize > 0 ? tb.idx(tileSize) : time;
+    Value numTiles = tileSize > 0 ? tb.ceilDiv(time, tile) : c1;
 
-    scf::ParallelOp::create(
+    auto parallel = scf::ParallelOp::create(
         b, loc, ValueRange{c0, c0}, ValueRange{channels, batch}, ValueRange{c1, c1},
         [&](OpBuilder &nb, Location, ValueRange ivs) {
           Value d = ivs[0], n = ivs[1];
@@ -511,7 +545,24 @@ private:
             memref::StoreOp::create(nb, loc, loop.getResult(0), fin, ValueRange{n, d});
           scf::ReduceOp::create(nb, loc);
         });
+    configure(parallel);
     return success();
   }
 };
 } // namespace
+
+int64_t mlir::mixer::exchangeOutputGroup(ScanOp op, int64_t vectorAlignment) {
+  if (vectorAlignment < 16 || !op.getOutput() || !op.getStateElementType().isF32() ||
+      !op.getWindow().isJagged())
+    return 0;
+  auto outTy = cast<MemRefType>(op.getOutput().getType());
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  if (failed(outTy.getStridesAndOffset(strides, offset)) || strides[1] != 1)
+    return 0;
+  int64_t block = op.getWindow().getBlock();
+  int64_t group = block / 4;
+  if (block % 4 || !llvm::isPowerOf2_64(group) || group > 32)
+    return 0;
+  return group;
+}

@@ -39,6 +39,7 @@ struct Driver {
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
                              unsigned, unsigned, CUstream, void **, void **);
   CUresult (*cuGetErrorName)(CUresult, const char **);
+  CUresult (*cuDeviceGetAttribute)(int *, int, CUdevice);
   std::string loadError;
 };
 
@@ -79,6 +80,7 @@ const Driver *driver() {
     get(d.cuFuncSetAttribute, "cuFuncSetAttribute");
     get(d.cuLaunchKernel, "cuLaunchKernel");
     get(d.cuGetErrorName, "cuGetErrorName");
+    get(d.cuDeviceGetAttribute, "cuDeviceGetAttribute");
     if (!missing.empty()) {
       d.loadError = "libcuda.so.1 lacks the driver API function " + missing;
       return false;
@@ -261,3 +263,24 @@ void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY, intptr_t g
 }
 
 } // extern "C"
+
+extern "C" MIXIR_RUNTIME_EXPORT int mixir_runtime_device_facts(int ordinal, int *major,
+                                                               int *minor, int64_t *smCount,
+                                                               int64_t *sharedMemory) {
+  // CU_DEVICE_ATTRIBUTE_*: compute capability 75/76, multiprocessors 16,
+  // opt-in shared memory per block 97.
+  const Driver *d = driver();
+  CUdevice device;
+  if (!d || d->cuDeviceGet(&device, ordinal) != CUDA_SUCCESS)
+    return 0;
+  int values[4] = {0, 0, 0, 0};
+  const int attributes[4] = {75, 76, 16, 97};
+  for (int i = 0; i < 4; ++i)
+    if (d->cuDeviceGetAttribute(&values[i], attributes[i], device) != CUDA_SUCCESS)
+      return 0;
+  *major = values[0];
+  *minor = values[1];
+  *smCount = values[2];
+  *sharedMemory = values[3];
+  return 1;
+}

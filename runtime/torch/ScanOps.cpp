@@ -1,149 +1,31 @@
 //===- ScanOps.cpp - torch.ops.mixir.scan / scan_backward in C++ ----------===//
 //
-// The hot path of the torch integration: checks, output allocation, the
-// specialisation key, memref descriptors, the caller's stream, one call of the
-// JIT-compiled host function and its launch error, all without Python. Only a
-// cache miss calls back into Python (a ctypes callback), which builds the
-// `mixer` IR for the specialisation and compiles it (python/mixir/ops/scan.py).
+// The torch ops of mixer.scan and its adjoint: checks, output allocation and
+// the call (Kernels.h: facts, kernel cache, launch on the caller's stream),
+// all without Python. Which kernel runs and how it is shaped is the
+// compiler's (mixer-select-lowering-config), from the facts of the tensors.
 //
-// Fake kernels and autograd are registered from Python on these schemas.
-// Built against the installed torch's headers and libraries; no CUDA headers:
-// the stream comes through c10's device-guard interface.
+// Fake kernels and the composite adjoint are registered from Python on these
+// schemas. Built against the installed torch's headers and libraries; no CUDA
+// headers: the stream comes through c10's device-guard interface.
 //
 //===----------------------------------------------------------------------===//
 
+#include "Kernels.h"
+
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <cstdint>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 
 namespace {
 
-using CompileFn = void *(*)(const char *spec);
-using SetStreamFn = void (*)(void *);
-using TakeErrorFn = const char *(*)();
-
-CompileFn compileHook = nullptr;
-SetStreamFn setStream = nullptr;
-TakeErrorFn takeError = nullptr;
-template <int R> struct MemRef {
-  void *allocated, *aligned;
-  int64_t offset, sizes[R], strides[R];
-};
-
-template <int R> MemRef<R> descriptor(const at::Tensor &t) {
-  MemRef<R> d;
-  d.allocated = d.aligned = t.data_ptr();
-  d.offset = 0;
-  for (int i = 0; i < R; ++i) {
-    d.sizes[i] = t.size(i);
-    d.strides[i] = t.stride(i);
-  }
-  return d;
-}
-
-const char *elementName(at::ScalarType t) {
-  switch (t) {
-  case at::kHalf: return "f16";
-  case at::kBFloat16: return "bf16";
-  case at::kFloat: return "f32";
-  case at::kDouble: return "f64";
-  case at::kComplexFloat: return "c64";
-  case at::kComplexDouble: return "c128";
-  default: return nullptr;
-  }
-}
-
-at::ScalarType stateType(at::ScalarType a, at::ScalarType b) {
-  bool wide = a == at::kDouble || b == at::kDouble || a == at::kComplexDouble ||
-              b == at::kComplexDouble;
-  bool complex = at::isComplexType(a) || at::isComplexType(b);
-  if (complex)
-    return wide ? at::kComplexDouble : at::kComplexFloat;
-  return wide ? at::kDouble : at::kFloat;
-}
-
-/// Channels per thread-block row, as mixir.ops.scan.gpu_config chooses it:
-/// the key holds this bucket, not D, so every width in a bucket shares a kernel.
-int64_t channelBucket(int64_t channels) {
-  int64_t x = 128;
-  while (x > 16 && x / 2 >= channels)
-    x /= 2;
-  return x;
-}
-
-bool fitsInt32(std::initializer_list<const at::Tensor *> tensors) {
-  for (const at::Tensor *t : tensors) {
-    if (!t || !t->defined())
-      continue;
-    int64_t extent = 0;
-    for (int64_t i = 0; i < t->dim(); ++i)
-      if (t->size(i) > 0)
-        extent += (t->size(i) - 1) * t->stride(i);
-    if (extent > INT32_MAX)
-      return false;
-  }
-  return true;
-}
-
-/// What selects a compiled specialisation. A plain value (hashed and compared
-/// without building a string on a warm call); `str()` is what a cache miss
-/// hands to Python (`_compile_spec`), which builds the IR from it.
-struct Spec {
-  bool adjoint = false;
-  c10::Device device{c10::kCPU};
-  at::ScalarType a = at::kFloat, b = at::kFloat;
-  int64_t block = 0, k = 0;
-  bool reverse = false, logSpace = false, hasInit = false;
-  int64_t bucket = 0; // CUDA only: channels per thread-block row
-  int int32 = -1;     // adjoint on CUDA only: 32-bit indexing (1) or not (0)
-  // CUDA jagged scans: which of a (1), b (2), h (4) have time-contiguous,
-  // 16-byte aligned blocks (moved as vectors by the kernel); for the adjoint,
-  // together with their gradients da, db and dh.
-  int timeMajor = 0;
-
-  bool operator==(const Spec &o) const {
-    return adjoint == o.adjoint && device == o.device && a == o.a && b == o.b &&
-           block == o.block && k == o.k && reverse == o.reverse && logSpace == o.logSpace &&
-           hasInit == o.hasInit && bucket == o.bucket && int32 == o.int32 &&
-           timeMajor == o.timeMajor;
-  }
-
-  std::string str() const {
-    std::string s = std::string(adjoint ? "adjoint" : "scan") + ";dev=" + device.str() +
-                    ";a=" + elementName(a) + ";b=" + elementName(b) +
-                    ";block=" + std::to_string(block) + ";k=" + std::to_string(k) +
-                    ";reverse=" + std::to_string(reverse) + ";log=" + std::to_string(logSpace) +
-                    ";init=" + std::to_string(hasInit);
-    if (device.is_cuda())
-      s += ";bucket=" + std::to_string(bucket);
-    if (int32 >= 0)
-      s += ";int32=" + std::to_string(int32);
-    if (timeMajor)
-      s += ";tm=" + std::to_string(timeMajor);
-    return s;
-  }
-};
-
-struct SpecHash {
-  size_t operator()(const Spec &s) const {
-    uint64_t h = std::hash<c10::Device>()(s.device);
-    for (int64_t v : {int64_t(s.adjoint), int64_t(s.a), int64_t(s.b), s.block, s.k,
-                      int64_t(s.reverse), int64_t(s.logSpace), int64_t(s.hasInit), s.bucket,
-                      int64_t(s.int32), int64_t(s.timeMajor)})
-      h = (h ^ uint64_t(v)) * 0x100000001b3ULL; // FNV-1a style mixing
-    return h;
-  }
-};
-
-std::mutex cacheMutex;
-std::unordered_map<Spec, void *, SpecHash> cache;
+using mixir_torch::Call;
+using mixir_torch::Operand;
+using mixir_torch::present;
 
 /// Whether a [B, T, D] tensor is laid out channels-by-time (unit time stride,
 /// not also unit channel stride).
@@ -152,7 +34,7 @@ bool timeContiguous(const at::Tensor &t) {
 }
 
 /// A new [B, T, D] tensor of `dtype` laid out like `like`: channels-by-time
-/// when `like` is time-contiguous (BTP's layout, so the kernel moves whole
+/// when `like` is time-contiguous (BTP's layout, so the kernel can move whole
 /// blocks), else contiguous. Used for h (like b) and for the gradients of a
 /// and b. The fake kernels (python/mixir/ops/scan.py, _output_like) follow the
 /// same rule.
@@ -163,77 +45,6 @@ at::Tensor allocateLike(const at::Tensor &like, at::ScalarType dtype) {
                               : at::empty({B, T, D}, opts);
 }
 
-/// Whether every jagged block of a [B, T, D] operand is contiguous in time and
-/// starts on a 16-byte boundary, so the kernel may move each block with aligned
-/// vector accesses. Blocks start at multiples of `block` steps from t = 0
-/// (tiles are block-aligned).
-bool blocksAligned(const at::Tensor &t, int64_t block) {
-  constexpr int64_t alignment = 16;
-  int64_t element = t.element_size();
-  if (!timeContiguous(t) || (block * element) % alignment ||
-      reinterpret_cast<uintptr_t>(t.data_ptr()) % alignment)
-    return false;
-  for (int64_t d : {0, 2})
-    if (t.size(d) > 1 && (t.stride(d) * element) % alignment)
-      return false;
-  return true;
-}
-
-/// The compiled function for `spec`, compiling it through Python on a miss.
-void *lookup(const Spec &spec) {
-  {
-    std::lock_guard<std::mutex> lock(cacheMutex);
-    auto it = cache.find(spec);
-    if (it != cache.end())
-      return it->second;
-  }
-  TORCH_CHECK(compileHook, "mixir: the compiler hook is not installed (import mixir first)");
-  std::string text = spec.str();
-  void *fn = compileHook(text.c_str());
-  TORCH_CHECK(fn, "mixir: compiling the specialisation ", text,
-              " failed (see the Python error above)");
-  std::lock_guard<std::mutex> lock(cacheMutex);
-  cache.emplace(spec, fn);
-  return fn;
-}
-
-/// Calls a compiled host function with memref descriptors, on the caller's
-/// stream for CUDA tensors, and turns a launch error into a torch error.
-template <typename... Descs> void call(void *fn, const at::Device &device, Descs *...descs) {
-  if (device.is_cuda()) {
-    TORCH_CHECK(setStream && takeError, "mixir: the GPU runtime is not installed");
-    auto impl = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
-    c10::Device previous = impl->exchangeDevice(device);
-    setStream(impl->getStream(device).native_handle());
-    reinterpret_cast<void (*)(Descs *...)>(fn)(descs...);
-    if (previous != device)
-      impl->exchangeDevice(previous);
-    if (const char *err = takeError())
-      TORCH_CHECK(false, "mixir: ", err);
-    return;
-  }
-  reinterpret_cast<void (*)(Descs *...)>(fn)(descs...);
-}
-
-Spec baseSpec(bool adjoint, const at::Tensor &a, const at::Tensor &b, bool reverse,
-              bool logSpace, int64_t block, int64_t k, bool hasInit) {
-  TORCH_CHECK(elementName(a.scalar_type()) && elementName(b.scalar_type()),
-              "mixir.scan: unsupported dtypes ", a.scalar_type(), " and ", b.scalar_type());
-  Spec s;
-  s.adjoint = adjoint;
-  s.device = b.device();
-  s.a = a.scalar_type();
-  s.b = b.scalar_type();
-  s.block = block;
-  s.k = k;
-  s.reverse = reverse;
-  s.logSpace = logSpace;
-  s.hasInit = hasInit;
-  if (b.is_cuda())
-    s.bucket = channelBucket(b.size(2));
-  return s;
-}
-
 void checkSequences(const at::Tensor &a, const at::Tensor &b) {
   TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.sizes() == b.sizes(),
               "mixir.scan: a and b must be [batch, time, channels] of one shape, got ",
@@ -242,11 +53,27 @@ void checkSequences(const at::Tensor &a, const at::Tensor &b) {
               b.device());
 }
 
+/// The window and direction of a scan, as the op's attributes.
+void describeScan(Call &call) {
+  int64_t block = call.flags[0], k = call.flags[1];
+  std::string window = block == 0 ? "#mixer.window<global>"
+                                  : "#mixer.window<jagged, block = " + std::to_string(block) +
+                                        ", k = " + std::to_string(k) + ">";
+  call.attributes = "{window = " + window + (call.flags[2] ? ", reverse" : "") +
+                    (call.flags[3] ? ", log_space" : "") + "}";
+}
+
+Call scanCall(const char *op, const at::Tensor &b, bool reverse, bool logSpace, int64_t block,
+              int64_t k) {
+  Call call{op, b.device(), {block, k, reverse, logSpace}, "", {}, describeScan};
+  return call;
+}
+
 std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor &a, const at::Tensor &b,
                                         const std::optional<at::Tensor> &init, bool reverse,
                                         bool logSpace, int64_t block, int64_t k) {
   checkSequences(a, b);
-  auto st = stateType(a.scalar_type(), b.scalar_type());
+  auto st = mixir_torch::stateType({a.scalar_type(), b.scalar_type()});
   int64_t B = b.size(0), T = b.size(1), D = b.size(2);
   auto opts = b.options().dtype(st);
   at::Tensor h = allocateLike(b, st);
@@ -264,24 +91,13 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor &a, const at::Tensor &b
       fin.zero_();
     return {h, fin};
   }
-  Spec spec = baseSpec(false, a, b, reverse, logSpace, block, k, hasInit);
-  if (b.is_cuda() && block > 0) {
-    spec.timeMajor = blocksAligned(a, block) | blocksAligned(b, block) << 1 |
-                     blocksAligned(h, block) << 2;
-    // Measured on H100 (bench/sweep_btp.py): with a carry, 32-bit indexing is
-    // faster for the time-major kernel (one-block tiles).
-    if (spec.timeMajor)
-      spec.int32 = k == 2 && fitsInt32({&a, &b, &h});
-  }
-  void *fn = lookup(spec);
-  auto da = descriptor<3>(a), db = descriptor<3>(b), dh = descriptor<3>(h);
-  auto df = descriptor<2>(fin);
-  if (hasInit) {
-    auto di = descriptor<2>(*init);
-    call(fn, b.device(), &da, &db, &di, &dh, &df);
-  } else {
-    call(fn, b.device(), &da, &db, &dh, &df);
-  }
+  Call call = scanCall("scan", b, reverse, logSpace, block, k);
+  call.operands = {{"gates", &a}, {"inputs", &b}};
+  if (hasInit)
+    call.operands.push_back({"initial_state", &*init});
+  call.operands.push_back({"output", &h});
+  call.operands.push_back({"final_state", &fin});
+  mixir_torch::run(call);
   return {h, fin};
 }
 
@@ -301,38 +117,39 @@ scanBackward(const at::Tensor &a, const at::Tensor &b, const std::optional<at::T
       g0.copy_(gradFinal);
     return {ga, gb, g0};
   }
-  Spec spec = baseSpec(true, a, b, reverse, logSpace, block, k, hasInit);
-  if (b.is_cuda())
-    spec.int32 = block != 0 && fitsInt32({&a, &b, &h, &gradH, &ga, &gb});
-  if (b.is_cuda() && block > 0) {
-    // The adjoint's gradient of an operand has the operand's memref type, and
-    // dh has h's: a bit is set only when both tensors qualify.
-    auto both = [&](const at::Tensor &x, const at::Tensor &y) {
-      return int(blocksAligned(x, block) && blocksAligned(y, block));
-    };
-    spec.timeMajor = both(a, ga) | both(b, gb) << 1 | both(h, gradH) << 2;
-  }
-  void *fn = lookup(spec);
-  auto da = descriptor<3>(a), db = descriptor<3>(b), dh = descriptor<3>(h);
-  auto dgh = descriptor<3>(gradH);
-  auto dgf = descriptor<2>(gradFinal);
-  auto dga = descriptor<3>(ga), dgb = descriptor<3>(gb);
-  if (hasInit) {
-    auto di = descriptor<2>(*init), dg0 = descriptor<2>(g0);
-    call(fn, b.device(), &da, &db, &di, &dh, &dgh, &dgf, &dga, &dgb, &dg0);
-  } else {
-    call(fn, b.device(), &da, &db, &dh, &dgh, &dgf, &dga, &dgb);
+  Call call = scanCall("scan_adjoint", b, reverse, logSpace, block, k);
+  call.operands = {{"gates", &a}, {"inputs", &b}};
+  if (hasInit)
+    call.operands.push_back({"initial_state", &*init});
+  call.operands.push_back({"states", &h});
+  call.operands.push_back({"output_grad", &gradH});
+  call.operands.push_back({"final_grad", &gradFinal});
+  call.operands.push_back({"gates_grad", &ga});
+  call.operands.push_back({"inputs_grad", &gb});
+  if (hasInit)
+    call.operands.push_back({"initial_state_grad", &g0});
+  std::string unsupported;
+  if (!mixir_torch::run(call, &unsupported)) {
+    // mixer.scan_adjoint does not define this scan's adjoint (its verifier
+    // said why: complex, or reverse with a jagged window); the tensor-level
+    // form of the same equations does (Python, CompositeImplicitAutograd).
+    static auto composite = c10::Dispatcher::singleton()
+                                .findSchemaOrThrow("mixir::scan_backward_composite", "")
+                                .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+                                    const at::Tensor &, const at::Tensor &,
+                                    const std::optional<at::Tensor> &, const at::Tensor &,
+                                    const at::Tensor &, const at::Tensor &, bool, bool, int64_t,
+                                    int64_t)>();
+    return composite.call(a, b, init, h, gradH, gradFinal, reverse, logSpace, block, k);
   }
   return {ga, gb, g0};
 }
 
 // ---------------------------------------------------------------------------
 // Autograd, in C++ so that a warm call spends no time in Python. The backward
-// is the compiler-derived adjoint (mixir::scan_backward, from the
-// mixer-scan-adjoint pass) where it exists: real scans except reverse jagged
-// ones. The others call mixir::scan_backward_composite, whose implementation
-// (Python, CompositeImplicitAutograd) runs the same adjoint equations as
-// compiled scans plus pointwise ops.
+// is mixir::scan_backward: mixer.scan_adjoint where the op defines it, else
+// (its verifier says so) mixir::scan_backward_composite, the same adjoint
+// equations as compiled scans plus pointwise ops (Python).
 // ---------------------------------------------------------------------------
 
 using ScanSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor &, const at::Tensor &,
@@ -348,14 +165,11 @@ const c10::TypedOperatorHandle<ScanSig> &scanOp() {
   return op;
 }
 
-const c10::TypedOperatorHandle<BackwardSig> &backwardOp(bool fused) {
-  static auto fusedOp = c10::Dispatcher::singleton()
-                            .findSchemaOrThrow("mixir::scan_backward", "")
-                            .typed<BackwardSig>();
-  static auto compositeOp = c10::Dispatcher::singleton()
-                                .findSchemaOrThrow("mixir::scan_backward_composite", "")
-                                .typed<BackwardSig>();
-  return fused ? fusedOp : compositeOp;
+const c10::TypedOperatorHandle<BackwardSig> &backwardOp() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("mixir::scan_backward", "")
+                       .typed<BackwardSig>();
+  return op;
 }
 
 using torch::autograd::AutogradContext;
@@ -387,9 +201,8 @@ struct ScanFunction : torch::autograd::Function<ScanFunction> {
     std::optional<at::Tensor> h0;
     if (init.defined())
       h0 = init;
-    bool fused = !(a.is_complex() || b.is_complex() || (reverse && block != 0));
     auto [ga, gb, g0] =
-        backwardOp(fused).call(a, b, h0, h, gradH, gradFinal, reverse, logSpace, block, k);
+        backwardOp().call(a, b, h0, h, gradH, gradFinal, reverse, logSpace, block, k);
     return {ga, gb, init.defined() ? g0 : at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor(), at::Tensor()};
   }
@@ -414,21 +227,14 @@ std::tuple<at::Tensor, at::Tensor> scanAutograd(const at::Tensor &a, const at::T
 
 } // namespace
 
-extern "C" __attribute__((visibility("default"))) void
-mixir_torch_install(CompileFn compile, SetStreamFn stream, TakeErrorFn error) {
-  compileHook = compile;
-  setStream = stream;
-  takeError = error;
-}
-
 TORCH_LIBRARY(mixir, m) {
   m.def("scan(Tensor a, Tensor b, Tensor? initial_state, bool reverse, bool log_space, "
         "int block, int k) -> (Tensor, Tensor)");
   m.def("scan_backward(Tensor a, Tensor b, Tensor? initial_state, Tensor h, Tensor grad_h, "
         "Tensor grad_final, bool reverse, bool log_space, int block, int k) "
         "-> (Tensor, Tensor, Tensor)");
-  // The tensor-level adjoint for what scan_backward does not cover; implemented
-  // in Python (python/mixir/ops/scan.py) as a CompositeImplicitAutograd kernel.
+  // The tensor-level adjoint for what mixer.scan_adjoint does not define;
+  // implemented in Python (python/mixir/ops/scan.py), CompositeImplicitAutograd.
   m.def("scan_backward_composite(Tensor a, Tensor b, Tensor? initial_state, Tensor h, "
         "Tensor grad_h, Tensor grad_final, bool reverse, bool log_space, int block, int k) "
         "-> (Tensor, Tensor, Tensor)");

@@ -1,4 +1,4 @@
-// RUN: mixer-opt %s -split-input-file --mixer-tile-scan="tile-size=16 time-fastest=1 exchange-output=1 vector-alignment=16" -verify-diagnostics | FileCheck %s
+// RUN: mixer-opt %s -split-input-file --mixer-tile-scan -verify-diagnostics | FileCheck %s
 
 !tm = memref<?x?x?xbf16, strided<[?, 1, ?], offset: ?>>
 !hm = memref<?x?x?xf32, strided<[?, 1, ?], offset: ?>>
@@ -26,6 +26,7 @@
 // CHECK-COUNT-4: vector.store %{{.*}} {alignment = 16 : i64} : memref<?xf32, strided<[1], offset: ?>>, vector<4xf32>
 func.func @exchange(%a: !tm, %b: !tm, %h: !hm) {
   mixer.scan jagged<block = 16, k = 2> gates(%a : !tm) inputs(%b : !tm) outs(%h : !hm)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, tile = 16, time_fastest = true, exchange_output = true, vector_alignment = 16, vector_operands = 11>}
   return
 }
 
@@ -33,11 +34,12 @@ func.func @exchange(%a: !tm, %b: !tm, %h: !hm) {
 
 !s = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
 
-// An output without a static unit time stride keeps per-thread stores.
+// Without exchange_output each thread stores its own block.
 // CHECK-LABEL: func.func @strided_output
 // CHECK-NOT:   gpu.shuffle
 // CHECK:       return
 func.func @strided_output(%a: !s, %b: !s, %h: !s) {
   mixer.scan jagged<block = 16, k = 2> gates(%a : !s) inputs(%b : !s) outs(%h : !s)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, tile = 16, time_fastest = true>}
   return
 }

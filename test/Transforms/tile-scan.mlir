@@ -1,6 +1,7 @@
-// RUN: mixer-opt %s -split-input-file --mixer-tile-scan="tile-size=64" | FileCheck %s
-// RUN: mixer-opt %s -split-input-file --mixer-tile-scan="tile-size=64 global-tile-size=32" | FileCheck %s --check-prefix=CHUNKED
-// RUN: mixer-opt %s -split-input-file --mixer-tile-scan="tile-size=64 time-fastest=1" | FileCheck %s --check-prefix=TIME
+// The shapes are the ops' configs; each RUN line pins its own.
+// RUN: sed -e 's/JAGGED/tile = 64/' -e 's/GLOBAL/tile = 0/' %s | mixer-opt -split-input-file --mixer-tile-scan | FileCheck %s
+// RUN: sed -e 's/JAGGED/tile = 64/' -e 's/GLOBAL/tile = 32/' %s | mixer-opt -split-input-file --mixer-tile-scan | FileCheck %s --check-prefix=CHUNKED
+// RUN: sed -e 's/JAGGED/tile = 64, time_fastest = true/' -e 's/GLOBAL/tile = 0/' %s | mixer-opt -split-input-file --mixer-tile-scan | FileCheck %s --check-prefix=TIME
 
 !seq = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
 !st = memref<?x?xf32, strided<[?, ?], offset: ?>>
@@ -25,7 +26,7 @@
 // CHECK:         } else {
 // CHECK:           %[[INIT:.*]] = memref.load %{{.*}}[%[[N]], %[[D]]]
 // CHECK:           scf.yield %[[INIT]]
-// CHECK:         %[[LAST:.*]] = mixer.channel_scan jagged<block = 16, k = 2> gates({{.*}}) inputs({{.*}}) init(%[[CARRY]] : f32) outs({{.*}}) -> f32
+// CHECK:         %[[LAST:.*]] = mixer.channel_scan jagged<block = 16, k = 2> gates({{.*}}) inputs({{.*}}) init(%[[CARRY]] : f32) outs({{.*}}){{.*}} -> f32
 // CHECK:         scf.if
 // CHECK:           memref.store %[[LAST]], %{{.*}}[%[[N]], %[[D]]]
 // CHECK:         scf.reduce
@@ -41,7 +42,7 @@
 // TIME:          memref.load %{{.*}}[%[[N]], %[[C]]]
 func.func @jagged(%a: !seq, %b: !seq, %h0: !st, %h: !seq, %f: !st) {
   mixer.scan jagged<block = 16, k = 2> gates(%a : !seq) inputs(%b : !seq) init(%h0 : !st)
-      outs(%h : !seq) final(%f : !st)
+      outs(%h : !seq) final(%f : !st) {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, JAGGED>}
   return
 }
 
@@ -62,6 +63,7 @@ func.func @jagged(%a: !seq, %b: !seq, %h0: !st, %h: !seq, %f: !st) {
 // CHECK:         mixer.channel_scan jagged<block = 16, k = 2> reverse
 func.func @jagged_reverse(%a: !seq, %b: !seq, %h: !seq) {
   mixer.scan jagged<block = 16, k = 2> reverse gates(%a : !seq) inputs(%b : !seq) outs(%h : !seq)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, JAGGED>}
   return
 }
 
@@ -83,6 +85,6 @@ func.func @jagged_reverse(%a: !seq, %b: !seq, %h: !seq) {
 // CHUNKED:       scf.for %{{.*}} = %c0 to %[[NT]] step %c1 iter_args
 func.func @global(%a: !seq, %b: !seq, %h0: !st, %h: !seq, %f: !st) {
   mixer.scan global log_space gates(%a : !seq) inputs(%b : !seq) init(%h0 : !st)
-      outs(%h : !seq) final(%f : !st)
+      outs(%h : !seq) final(%f : !st) {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, GLOBAL>}
   return
 }

@@ -39,11 +39,8 @@ using namespace mlir;
 using namespace mlir::mixer;
 
 std::string mlir::mixer::deltaRulePrepareIneligibility(LinearAttentionOp op) {
-  auto typeOf = [](Value v) { return cast<MemRefType>(v.getType()); };
   if (op.getValueDim() % 16 != 0 || op.getValueDim() > 256)
     return "delta rule with a value dimension not a multiple of 16 up to 256";
-  if (typeOf(op.getWorkspace()).getElementType() != typeOf(op.getKey()).getElementType())
-    return "workspace element type differs from key's";
   return "";
 }
 
@@ -54,12 +51,14 @@ constexpr int64_t kWarps = kC / 16; // one 16-row block of the chunk per warp
 
 struct DeltaRulePrepareBuilder : MmaEmitter {
   LinearAttentionOp op;
+  Value workspace; // [B, T, H, K + V] of key's type: W and U
   int64_t K, V;
   bool decay;
 
-  DeltaRulePrepareBuilder(LinearAttentionOp op, ImplicitLocOpBuilder &b)
+  DeltaRulePrepareBuilder(LinearAttentionOp op, Value workspace, ImplicitLocOpBuilder &b)
       : MmaEmitter(b, cast<MemRefType>(op.getKey().getType()).getElementType()), op(op),
-        K(op.getKeyDim()), V(op.getValueDim()), decay(static_cast<bool>(op.getLogDecay())) {}
+        workspace(workspace), K(op.getKeyDim()), V(op.getValueDim()),
+        decay(static_cast<bool>(op.getLogDecay())) {}
 
   // Shared memory: K and V rows (16-bit, scaled in place), A (f32), T
   // (16-bit), gamma and beta (f32). A's rows are 16-byte multiples so that
@@ -175,7 +174,7 @@ void DeltaRulePrepareBuilder::productToWorkspace(int64_t bufOffset, int64_t stri
             ValueRange{arith::TruncFOp::create(b, elt, acc[nt][2 * half]),
                        arith::TruncFOp::create(b, elt, acc[nt][2 * half + 1])});
         Value col = addc(tq2, colBase + cb + 8 * nt);
-        vector::StoreOp::create(b, pair, op.getWorkspace(),
+        vector::StoreOp::create(b, pair, workspace,
                                 ValueRange{rows.row, add(rows.t0, r), h, col}, false,
                                 llvm::MaybeAlign(2 * elt.getIntOrFloatBitWidth() / 8));
       }
@@ -282,7 +281,8 @@ void DeltaRulePrepareBuilder::build() {
 
 } // namespace
 
-void mlir::mixer::emitDeltaRulePrepare(LinearAttentionOp op, ImplicitLocOpBuilder &b) {
-  DeltaRulePrepareBuilder builder(op, b);
+void mlir::mixer::emitDeltaRulePrepare(LinearAttentionOp op, Value workspace,
+                                       ImplicitLocOpBuilder &b) {
+  DeltaRulePrepareBuilder builder(op, workspace, b);
   builder.build();
 }

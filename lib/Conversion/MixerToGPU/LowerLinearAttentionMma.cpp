@@ -56,7 +56,9 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../Scratch.h"
 #include "MmaEmitter.h"
+#include "mixir/Conversion/Capabilities.h"
 #include "mixir/Dialect/Mixer/Mixer.h"
 #include "mixir/Transforms/Passes.h"
 
@@ -83,9 +85,15 @@ namespace {
 constexpr int64_t kChunk = kMmaChunk;
 constexpr int64_t kPad = kMmaPad;
 
-/// Why `op` cannot take the tensor-core path, or an empty string.
-std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
+} // namespace
+
+std::string mlir::mixer::chunkedKernelIneligibility(LinearAttentionOp op, int64_t blockV,
+                                                    int64_t keyDim) {
   auto typeOf = [](Value v) { return cast<MemRefType>(v.getType()); };
+  // A warp per 16 value channels; the chunk's 4 score row blocks are shared
+  // out evenly among the warps, so 1, 2 or 4 of them.
+  if (blockV != 16 && blockV != 32 && blockV != 64)
+    return "block_v must be 16, 32 or 64";
   Type e = typeOf(op.getQuery()).getElementType();
   if (!e.isBF16() && !e.isF16())
     return "inputs are not bf16 or f16";
@@ -97,8 +105,6 @@ std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
                                   !typeOf(out).getElementType().isF32())
     return "output is neither the input type nor f32";
   if (op.getBeta()) {
-    if (!op.getWorkspace())
-      return "delta rule without a workspace";
     if (!op.getOutput())
       return "delta rule without an output (no state pass for it)";
     if (std::string why = deltaRulePrepareIneligibility(op); !why.empty())
@@ -119,16 +125,13 @@ std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
   }
   if (!op.getStateElementType().isF32())
     return "state is not f32";
-  if (op.getChunkSize() && *op.getChunkSize() != kChunk)
-    return "chunk_size other than 64";
-  int64_t K = op.getKeyDim(), V = op.getValueDim();
-  if (K % 16 != 0 || K > 128)
+  int64_t V = op.getValueDim();
+  if (keyDim % 16 != 0 || keyDim > 128)
     return "key dimension not a multiple of 16 up to 128";
   if (V % blockV != 0)
     return "value dimension not a multiple of the value tile";
   // Rows move as 16-byte vectors: the head dimension must be contiguous.
-  for (Value v : {op.getQuery(), op.getKey(), op.getValue(), op.getOutput(),
-                  op.getWorkspace()}) {
+  for (Value v : {op.getQuery(), op.getKey(), op.getValue(), op.getOutput()}) {
     if (!v)
       continue;
     SmallVector<int64_t> strides;
@@ -138,6 +141,8 @@ std::string mmaIneligibility(LinearAttentionOp op, int64_t blockV) {
   }
   return "";
 }
+
+namespace {
 
 /// Builds the kernel of one op. Holds the per-kernel constants.
 struct MmaKernelBuilder : MmaEmitter {
@@ -149,9 +154,12 @@ struct MmaKernelBuilder : MmaEmitter {
   bool output; // false: the state pass only (no Q, scores or output)
   bool delta;  // the delta rule: W and U (workspace) stand in for V
 
-  MmaKernelBuilder(LinearAttentionOp op, ImplicitLocOpBuilder &b, int64_t blockV)
+  Value workspace; // the chunk factors of the delta rule or of a per-key decay
+
+  MmaKernelBuilder(LinearAttentionOp op, ImplicitLocOpBuilder &b, int64_t blockV,
+                   Value workspace)
       : MmaEmitter(b, cast<MemRefType>(op.getQuery().getType()).getElementType()), op(op),
-        K(op.getKeyDim()), BV(blockV), W(blockV / 16) {}
+        K(op.getKeyDim()), BV(blockV), W(blockV / 16), workspace(workspace) {}
 
   // Shared buffers: byte offsets and row strides (elements).
   int64_t offQ = 0, offK = 0, offW = 0, offV = 0, offVd = 0, offP = 0, offG = 0, bytes = 0;
@@ -213,8 +221,9 @@ void MmaKernelBuilder::build() {
   // Launch geometry: (value tiles, heads, sequences) x W warps.
   Value one = idx(1);
   auto [H, group, T, N] = opSizes(op);
-  auto launch = gpu::LaunchOp::create(b, idx(op.getValueDim() / BV), H, N, idx(32 * W), one,
-                                      one, i32(bytes));
+  Programs programs = linearAttentionPrograms(b, op, N);
+  auto launch = gpu::LaunchOp::create(b, idx(op.getValueDim() / BV), H, programs.count,
+                                      idx(32 * W), one, one, i32(bytes));
   nameKernel(op, launch, "chunked");
   b.setInsertionPointToEnd(&launch.getBody().front());
   gpu::TerminatorOp::create(b);
@@ -222,7 +231,7 @@ void MmaKernelBuilder::build() {
 
   Value zero = idx(0);
   beginKernel(launch.getThreadIds().x);
-  Value vTile = launch.getBlockIds().x, h = launch.getBlockIds().y, n = launch.getBlockIds().z;
+  Value vTile = launch.getBlockIds().x, h = launch.getBlockIds().y, p = launch.getBlockIds().z;
   Value hq = arith::DivUIOp::create(b, h, group); // the query/key head of value head h
   Value warpRow = mul(warp, idx(16)); // first state row / output column / score row
   Value v0 = add(mul(vTile, idx(BV)), warpRow);
@@ -231,7 +240,10 @@ void MmaKernelBuilder::build() {
   Value pS = view(offP, kChunk, strideP(), elt);
   Value gS = view(offG, 1, kChunk, b.getF32Type());
 
-  auto [row, start, length] = mixer::sequenceRange(b, offsets, n, T);
+  // The sequence's (or piece's) range; n: the index of its state.
+  ProgramRange range = programRange(b, programs, offsets, p, T);
+  Value row = range.row, start = range.start, length = range.length;
+  ArrayRef<Value> n = range.state;
 
   // State S^T: tile c holds rows v = v0 + gq (+8), columns d = 8c + 2tq (+1).
   int64_t stateTiles = K / 8;
@@ -242,7 +254,8 @@ void MmaKernelBuilder::build() {
         if (Value init = op.getInitialState()) {
           Value d = add(idx(8 * c + e), tq2);
           Value v = add(addc(v0, 8 * half), gq);
-          state.push_back(memref::LoadOp::create(b, init, ValueRange{n, h, d, v}));
+          state.push_back(
+              memref::LoadOp::create(b, init, stateIndices(n, ValueRange{h, d, v})));
         } else {
           state.push_back(f32(0.0));
         }
@@ -262,7 +275,7 @@ void MmaKernelBuilder::build() {
   };
 
   Global gq_ = globalOf(op.getQuery()), gk_ = globalOf(op.getKey());
-  Global gv_ = globalOf(delta ? op.getWorkspace() : op.getValue());
+  Global gv_ = globalOf(delta ? workspace : op.getValue());
   Value vBaseCol = mul(vTile, idx(BV));
 
   // 1. Q, K, V of chunk `c` into stage `parity` (cp.async). The delta rule
@@ -276,7 +289,7 @@ void MmaKernelBuilder::build() {
   };
   // A per-key decay stages Qd, Kd and P from the workspace (value head h)
   // and the chunk's decay, K f32 values from its first row.
-  Global gw_ = gated ? globalOf(op.getWorkspace()) : Global{};
+  Global gw_ = gated ? globalOf(workspace) : Global{};
   Global gg_ = decay ? globalOf(op.getLogDecay()) : Global{};
   auto stageGated = [&](Value c, Value stageOff) {
     ChunkRows rows = rowsOf(c);
@@ -576,41 +589,82 @@ void MmaKernelBuilder::build() {
           Value d = add(idx(8 * c + e), tq2);
           Value v = add(addc(v0, 8 * half), gq);
           memref::StoreOp::create(b, loop.getResult(c * 4 + 2 * half + e), final,
-                                  ValueRange{n, h, d, v});
+                                  stateIndices(n, ValueRange{h, d, v}));
         }
+}
+
+/// The width of the scratch rows a chunked op writes before its sequential
+/// kernel ([B, T, H, width] of key's type), or 0: the delta rule's WY
+/// factors W and U (K + V); a per-key decay's decayed queries and keys, the
+/// chunk's scores and in its first row its total decay as K f32 values
+/// (4 K + 64).
+int64_t chunkFactorWidth(LinearAttentionOp op) {
+  if (op.getBeta())
+    return op.getKeyDim() + op.getValueDim();
+  if (op.hasVectorDecay())
+    return 4 * op.getKeyDim() + 64;
+  return 0;
 }
 
 struct MixerLowerLinearAttentionMma
     : public mixer::impl::MixerLowerLinearAttentionMmaBase<MixerLowerLinearAttentionMma> {
-  using Base::Base;
   void runOnOperation() override {
-    if (blockV % 16 != 0 || blockV <= 0 || blockV > kChunk) {
-      getOperation().emitError() << "mixer-lower-linear-attention-mma: block-v must be a "
-                                    "multiple of 16 up to 64, got "
-                                 << blockV;
-      return signalPassFailure();
-    }
     SmallVector<LinearAttentionOp> ops;
-    getOperation().walk([&](LinearAttentionOp op) { ops.push_back(op); });
+    getOperation().walk([&](LinearAttentionOp op) {
+      if (LoweringConfigAttr config = LoweringConfigAttr::of(op);
+          config && config.getKernel() == KernelKind::Chunked)
+        ops.push_back(op);
+    });
     for (LinearAttentionOp op : ops) {
-      std::string why = mmaIneligibility(op, blockV);
-      if (!why.empty()) {
-        if (require) {
-          op.emitOpError() << "cannot take the tensor-core lowering: " << why;
-          return signalPassFailure();
-        }
-        continue; // left for the recurrent lowering
+      LoweringConfigAttr config = LoweringConfigAttr::of(op);
+      if (config.getKeySplit() || config.getSequenceSplit()) {
+        op.emitOpError("mixer-lower-linear-attention-mma: the config splits keys or sequences; "
+                       "run mixer-split-linear-attention first");
+        return signalPassFailure();
+      }
+      int64_t blockV = config.getBlockV();
+      if (config.getChunk() != kChunk) {
+        op.emitOpError() << "cannot take the tensor-core lowering: its chunk is " << kChunk
+                         << " steps, the config asks for " << config.getChunk();
+        return signalPassFailure();
+      }
+      if (std::string why = chunkedKernelIneligibility(op, blockV, op.getKeyDim());
+          !why.empty()) {
+        op.emitOpError() << "cannot take the tensor-core lowering: " << why;
+        return signalPassFailure();
       }
       ImplicitLocOpBuilder b(op.getLoc(), op);
+      Value workspace;
+      if (int64_t width = chunkFactorWidth(op)) {
+        Type elt = cast<MemRefType>(op.getKey().getType()).getElementType();
+        workspace = allocateScratch(
+            op, MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic,
+                                 ShapedType::kDynamic, width},
+                                elt),
+            [&](ImplicitLocOpBuilder &sb) {
+              return SmallVector<Value>{memref::DimOp::create(sb, op.getQuery(), 0),
+                                        memref::DimOp::create(sb, op.getQuery(), 1),
+                                        memref::DimOp::create(sb, op.getValue(), 2)};
+            });
+      }
+      Block *block = op->getBlock();
+      Operation *before = op->getPrevNode();
       if (op.getBeta()) {
         OpBuilder::InsertionGuard guard(b);
-        emitDeltaRulePrepare(op, b);
+        emitDeltaRulePrepare(op, workspace, b);
       } else if (op.hasVectorDecay()) {
         OpBuilder::InsertionGuard guard(b);
-        emitVectorDecayPrepare(op, b);
+        emitVectorDecayPrepare(op, workspace, b);
       }
-      MmaKernelBuilder kb(op, b, blockV);
+      MmaKernelBuilder kb(op, b, blockV, workspace);
       kb.build();
+      // The launches carry the config on (sunk constants: fragment
+      // addresses then fold into immediate offsets).
+      for (Operation &o : llvm::make_range(before ? std::next(before->getIterator())
+                                                  : block->begin(),
+                                           op->getIterator()))
+        if (isa<gpu::LaunchOp>(o))
+          o.setAttr(LoweringConfigAttr::getAttrName(), config);
       op.erase();
     }
   }

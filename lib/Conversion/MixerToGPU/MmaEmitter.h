@@ -40,7 +40,7 @@ std::string deltaRulePrepareIneligibility(LinearAttentionOp op);
 /// Emits, before `op`, the gpu.launch that writes every chunk's WY factors
 /// W = T diag(beta exp(gamma)) K and U = T diag(beta) V, T = (I + A)^-1, into
 /// the op's workspace (see DeltaRulePrepare.cpp).
-void emitDeltaRulePrepare(LinearAttentionOp op, ImplicitLocOpBuilder &b);
+void emitDeltaRulePrepare(LinearAttentionOp op, Value workspace, ImplicitLocOpBuilder &b);
 
 /// Why the per-key decay of `op` cannot take the chunked tensor-core path, or "".
 std::string vectorDecayPrepareIneligibility(LinearAttentionOp op);
@@ -48,7 +48,7 @@ std::string vectorDecayPrepareIneligibility(LinearAttentionOp op);
 /// Emits, before `op`, the gpu.launch that writes every chunk's decayed
 /// queries and keys, intra-chunk scores and total decay into the op's
 /// workspace (see VectorDecayPrepare.cpp).
-void emitVectorDecayPrepare(LinearAttentionOp op, ImplicitLocOpBuilder &b);
+void emitVectorDecayPrepare(LinearAttentionOp op, Value workspace, ImplicitLocOpBuilder &b);
 
 /// Names the kernel that `launch` becomes <function>_<role> (profiles then tell
 /// the chunk-factor kernels from the sequential one).

@@ -45,10 +45,6 @@ using namespace mlir::mixer;
 
 std::string mlir::mixer::vectorDecayPrepareIneligibility(LinearAttentionOp op) {
   auto typeOf = [](Value v) { return cast<MemRefType>(v.getType()); };
-  if (!op.getWorkspace())
-    return "per-key-dimension decay without a workspace";
-  if (typeOf(op.getWorkspace()).getElementType() != typeOf(op.getKey()).getElementType())
-    return "workspace element type differs from key's";
   MemRefType g = typeOf(op.getLogDecay());
   if (!g.getElementType().isF32())
     return "per-key-dimension decay that is not f32";
@@ -72,11 +68,12 @@ constexpr double kMaxExponentF16 = 8.0;
 
 struct VectorDecayPrepareBuilder : MmaEmitter {
   LinearAttentionOp op;
+  Value workspace; // [B, T, H, 4 K + 64] of key's type (see chunkFactorWidth)
   int64_t K;
 
-  VectorDecayPrepareBuilder(LinearAttentionOp op, ImplicitLocOpBuilder &b)
+  VectorDecayPrepareBuilder(LinearAttentionOp op, Value workspace, ImplicitLocOpBuilder &b)
       : MmaEmitter(b, cast<MemRefType>(op.getKey().getType()).getElementType()), op(op),
-        K(op.getKeyDim()) {}
+        workspace(workspace), K(op.getKeyDim()) {}
 
   // Shared memory: Q and K rows (16-bit) and Gamma (f32, prefix sums in
   // place of the log decays), rows padded so that 16-byte copies and
@@ -138,7 +135,7 @@ void VectorDecayPrepareBuilder::prefixSums() {
 void VectorDecayPrepareBuilder::decayedRows(const ChunkRows &rows, Value h, Value wsBase) {
   auto vecTy = VectorType::get({8}, elt);
   auto vecF = VectorType::get({8}, b.getF32Type());
-  Value ws = op.getWorkspace();
+  Value ws = workspace;
   Value last = idx(kC - 1); // Gamma stays constant past the sequence
   int64_t perRow = K / 8, total = kC * perRow, threads = 32 * kWarps;
   for (int64_t i0 = 0; i0 < total; i0 += threads) {
@@ -272,7 +269,7 @@ void VectorDecayPrepareBuilder::scoreTile(int64_t I, int64_t J, const ChunkRows 
 
   // Mask j > i, round, store the valid rows.
   auto pairTy = VectorType::get({2}, elt);
-  Value ws = op.getWorkspace();
+  Value ws = workspace;
   for (int64_t half = 0; half < 2; ++half) {
     Value i = rowA[half];
     auto ifOp = scf::IfOp::create(b, ult(i, rows.valid), /*withElseRegion=*/false);
@@ -318,7 +315,7 @@ void VectorDecayPrepareBuilder::build() {
   gpu::BarrierOp::create(b);
 
   // The byte address of the chunk's first row, column 2K + 64 (its f32 decay).
-  decayedRows(rows, h, byteAddress(globalOf(op.getWorkspace()), row, rows.t0, h,
+  decayedRows(rows, h, byteAddress(globalOf(workspace), row, rows.t0, h,
                                    idx(2 * K + kC), 2));
 
   // The ten tiles of P on or below the diagonal, dealt round-robin to warps.
@@ -335,7 +332,8 @@ void VectorDecayPrepareBuilder::build() {
 
 } // namespace
 
-void mlir::mixer::emitVectorDecayPrepare(LinearAttentionOp op, ImplicitLocOpBuilder &b) {
-  VectorDecayPrepareBuilder builder(op, b);
+void mlir::mixer::emitVectorDecayPrepare(LinearAttentionOp op, Value workspace,
+                                         ImplicitLocOpBuilder &b) {
+  VectorDecayPrepareBuilder builder(op, workspace, b);
   builder.build();
 }

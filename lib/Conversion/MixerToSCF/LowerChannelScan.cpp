@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "mixir/Conversion/Capabilities.h"
 #include "mixir/Dialect/Mixer/Mixer.h"
 #include "mixir/Transforms/Passes.h"
 
@@ -112,24 +113,28 @@ Value offsetIndex(OpBuilder &b, Location loc, Value base, int64_t k) {
   return arith::AddIOp::create(b, loc, base, arith::ConstantIndexOp::create(b, loc, k));
 }
 
-/// Whether one jagged block of `series` can move as a single vector access:
-/// a real element type, static unit stride over time, and a block whose byte
-/// size is a multiple of the alignment the caller vouches for (`alignment`
-/// bytes at every block start; 0 = no such promise).
-bool blockVectorizable(Value series, int64_t block, int64_t alignment) {
-  if (!series || alignment <= 0)
+/// Whether the config moves operand `index` (ODS order) of a channel scan as
+/// whole-block vectors; a config that asks for it on an operand that cannot
+/// move so (see blockVectorizable) is reported once, and the lowering fails.
+struct VectorMoves {
+  LoweringConfigAttr config;
+  int64_t block;
+  bool failed = false;
+
+  bool operator()(Operation *op, unsigned index, Value series) {
+    if (!series || !block || !config.vectorizes(index))
+      return false;
+    if (blockVectorizable(series, block, config.getVectorAlignment()))
+      return true;
+    if (!failed)
+      op->emitOpError() << "mixer-lower-channel-scan: the config moves operand " << index
+                        << " as aligned " << config.getVectorAlignment()
+                        << "-byte vectors, but it has no static unit time stride or its "
+                           "block is not a whole number of vectors";
+    failed = true;
     return false;
-  auto type = cast<MemRefType>(series.getType());
-  Type element = type.getElementType();
-  if (!element.isIntOrFloat())
-    return false;
-  SmallVector<int64_t> strides;
-  int64_t offset;
-  if (failed(type.getStridesAndOffset(strides, offset)) || strides.size() != 1 || strides[0] != 1)
-    return false;
-  int64_t bytes = block * element.getIntOrFloatBitWidth() / 8;
-  return bytes % alignment == 0;
-}
+  }
+};
 
 /// The `block` elements of `series` from `start`, as one aligned vector load
 /// (valid where blockVectorizable holds).
@@ -152,7 +157,8 @@ void storeBlockVector(OpBuilder &b, Location loc, ArrayRef<Value> values, Value 
                           llvm::MaybeAlign(alignment));
 }
 
-void lowerChannelScan(ChannelScanOp op, int64_t unroll, int64_t vectorAlignment) {
+LogicalResult lowerChannelScan(ChannelScanOp op, LoweringConfigAttr config) {
+  int64_t unroll = config.getUnroll(), vectorAlignment = config.getVectorAlignment();
   OpBuilder b(op);
   Location loc = op.getLoc();
   Type stateTy = op.getFinalState().getType();
@@ -253,7 +259,7 @@ void lowerChannelScan(ChannelScanOp op, int64_t unroll, int64_t vectorAlignment)
   if (unroll <= 1) {
     op.getFinalState().replaceAllUsesWith(stepLoop(c0, len, inits).getResult(0));
     op.erase();
-    return;
+    return success();
   }
   // Main loop, `unroll` steps per iteration with every load issued before the
   // first store: stores to the output may alias the inputs as far as the
@@ -279,9 +285,13 @@ void lowerChannelScan(ChannelScanOp op, int64_t unroll, int64_t vectorAlignment)
   // threads would touch a different line each): vector loads and stores at the
   // block's first position, aligned as the caller promised.
   int64_t block = window.isJagged() ? window.getBlock() : 0;
-  bool vecGates = block && blockVectorizable(op.getGates(), block, vectorAlignment);
-  bool vecInputs = block && blockVectorizable(op.getInputs(), block, vectorAlignment);
-  bool vecOutput = block && blockVectorizable(op.getOutput(), block, vectorAlignment);
+  VectorMoves moves{config, block};
+  // ODS operand indices: gates 0, inputs 1, output 3.
+  bool vecGates = moves(op, 0, op.getGates());
+  bool vecInputs = moves(op, 1, op.getInputs());
+  bool vecOutput = moves(op, 3, op.getOutput());
+  if (moves.failed)
+    return failure();
   auto loadBlock = [&](OpBuilder &lb, Value series, Value start) {
     return loadBlockVector(lb, loc, series, start, block, vectorAlignment);
   };
@@ -342,6 +352,7 @@ void lowerChannelScan(ChannelScanOp op, int64_t unroll, int64_t vectorAlignment)
     result = stepLoop(mainEnd, len, main.getResults()).getResult(0);
   op.getFinalState().replaceAllUsesWith(result);
   op.erase();
+  return success();
 }
 
 /// Converts a state value to the element type of a gradient destination.
@@ -362,7 +373,8 @@ Value toElement(OpBuilder &b, Location loc, Value v, Type element) {
 /// handed to the next block) backwards and stores both gradients. Full blocks
 /// of time-contiguous operands move as aligned vectors, under the same
 /// `vectorAlignment` promise as the forward.
-void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll, int64_t vectorAlignment) {
+LogicalResult lowerChannelScanAdjoint(ChannelScanAdjointOp op, LoweringConfigAttr config) {
+  int64_t unroll = config.getUnroll(), vectorAlignment = config.getVectorAlignment();
   OpBuilder b(op);
   Location loc = op.getLoc();
   Type st = op.getResult().getType();
@@ -451,7 +463,7 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll, int64_t ve
         });
     op.getResult().replaceAllUsesWith(rest.getResult(0));
     op.erase();
-    return;
+    return success();
   }
 
   // Jagged.
@@ -463,9 +475,17 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll, int64_t ve
   auto idx = [&](OpBuilder &lb, Value base, int64_t k) { return offsetIndex(lb, loc, base, k); };
   // The bl elements of the full block at `s` of `series`: one aligned vector
   // load when the layout allows it (as in the forward), else bl scalar loads.
-  auto loadFullBlock = [&](OpBuilder &lb, Value series, Value s) {
+  // ODS operand indices: gates 0, inputs 1, output_grad 3, gates_grad 6,
+  // inputs_grad 7.
+  VectorMoves moves{config, bl};
+  bool vecGatesIn = moves(op, 0, op.getGates()), vecInputsIn = moves(op, 1, op.getInputs());
+  bool vecGradIn = moves(op, 3, op.getOutputGrad());
+  bool vecGradsOut = moves(op, 6, op.getGatesGrad()) && moves(op, 7, op.getInputsGrad());
+  if (moves.failed)
+    return failure();
+  auto loadFullBlock = [&](OpBuilder &lb, Value series, bool vectorized, Value s) {
     SmallVector<Value> elements;
-    if (blockVectorizable(series, bl, vectorAlignment)) {
+    if (vectorized) {
       Value v = loadBlockVector(lb, loc, series, s, bl, vectorAlignment);
       for (int64_t k = 0; k < bl; ++k)
         elements.push_back(vector::ExtractOp::create(lb, loc, v, k));
@@ -479,8 +499,8 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll, int64_t ve
   auto localEnd = [&](OpBuilder &lb, Value s) {
     StateMath m{lb, loc, st};
     SmallVector<Value> as, xs;
-    SmallVector<Value> gateRaw = loadFullBlock(lb, op.getGates(), s);
-    SmallVector<Value> inputRaw = loadFullBlock(lb, op.getInputs(), s);
+    SmallVector<Value> gateRaw = loadFullBlock(lb, op.getGates(), vecGatesIn, s);
+    SmallVector<Value> inputRaw = loadFullBlock(lb, op.getInputs(), vecInputsIn, s);
     for (int64_t k = 0; k < bl; ++k) {
       as.push_back(m.gate(gateRaw[k], logSpace));
       xs.push_back(toState(lb, inputRaw[k]));
@@ -497,9 +517,9 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll, int64_t ve
     SmallVector<Value> ts, valid, as, xs, gs;
     SmallVector<Value> gateRaw, inputRaw, gradRaw;
     if (!masked) {
-      gateRaw = loadFullBlock(lb, op.getGates(), s);
-      inputRaw = loadFullBlock(lb, op.getInputs(), s);
-      gradRaw = loadFullBlock(lb, op.getOutputGrad(), s);
+      gateRaw = loadFullBlock(lb, op.getGates(), vecGatesIn, s);
+      inputRaw = loadFullBlock(lb, op.getInputs(), vecInputsIn, s);
+      gradRaw = loadFullBlock(lb, op.getOutputGrad(), vecGradIn, s);
     }
     for (int64_t k = 0; k < bl; ++k) {
       Value t = idx(lb, s, k);
@@ -540,9 +560,7 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll, int64_t ve
     // y for a backward sweep).
     // A full block whose gradient destinations allow it stores each as one
     // aligned vector after the sweep (the forward's layout rule).
-    bool vecGrads = writes && !masked &&
-                    blockVectorizable(op.getGatesGrad(), bl, vectorAlignment) &&
-                    blockVectorizable(op.getInputsGrad(), bl, vectorAlignment);
+    bool vecGrads = writes && !masked && vecGradsOut;
     SmallVector<Value> das, dbs;
     Value l = zero, r = one, yPrev = hasCarry ? c : zero, lPrev = zero;
     for (int64_t k = 0; k < bl; ++k) {
@@ -621,22 +639,39 @@ void lowerChannelScanAdjoint(ChannelScanAdjointOp op, int64_t unroll, int64_t ve
       });
   op.getResult().replaceAllUsesWith(loop.getResult(1));
   op.erase();
+  return success();
+}
+
+/// The config a channel scan is lowered with (tile-scan gives every channel
+/// scan it makes its own; a hand-written one needs the strategy's).
+LoweringConfigAttr channelConfig(Operation *op) {
+  LoweringConfigAttr config = LoweringConfigAttr::of(op);
+  if (!config || config.getKernel() != KernelKind::Tiled) {
+    op->emitOpError("mixer-lower-channel-scan needs a mixer.lowering_config with kernel = "
+                    "tiled; run mixer-select-lowering-config (or mixer-tile-scan) first");
+    return {};
+  }
+  return config;
 }
 
 class MixerLowerChannelScanPass
     : public mixer::impl::MixerLowerChannelScanBase<MixerLowerChannelScanPass> {
 public:
-  using MixerLowerChannelScanBase::MixerLowerChannelScanBase;
-
   void runOnOperation() override {
     SmallVector<ChannelScanOp> ops;
     getOperation().walk([&](ChannelScanOp op) { ops.push_back(op); });
-    for (ChannelScanOp op : ops)
-      lowerChannelScan(op, unroll, vectorAlignment);
+    for (ChannelScanOp op : ops) {
+      LoweringConfigAttr config = channelConfig(op);
+      if (!config || failed(lowerChannelScan(op, config)))
+        return signalPassFailure();
+    }
     SmallVector<ChannelScanAdjointOp> adjoints;
     getOperation().walk([&](ChannelScanAdjointOp op) { adjoints.push_back(op); });
-    for (ChannelScanAdjointOp op : adjoints)
-      lowerChannelScanAdjoint(op, unroll, vectorAlignment);
+    for (ChannelScanAdjointOp op : adjoints) {
+      LoweringConfigAttr config = channelConfig(op);
+      if (!config || failed(lowerChannelScanAdjoint(op, config)))
+        return signalPassFailure();
+    }
     // A mixer.scan left here was not tiled: say so instead of emitting
     // code that silently skips it.
     WalkResult res = getOperation().walk([&](ScanOp op) {
@@ -649,3 +684,21 @@ public:
   }
 };
 } // namespace
+
+bool mlir::mixer::blockVectorizable(Value series, int64_t block, int64_t alignment) {
+  if (!series || alignment <= 0 || block <= 0)
+    return false;
+  auto type = dyn_cast<MemRefType>(series.getType());
+  if (!type || (type.getRank() != 1 && type.getRank() != 3))
+    return false;
+  Type element = type.getElementType();
+  if (!element.isIntOrFloat())
+    return false;
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  unsigned time = type.getRank() == 1 ? 0 : 1;
+  if (failed(type.getStridesAndOffset(strides, offset)) || strides[time] != 1)
+    return false;
+  int64_t bytes = block * element.getIntOrFloatBitWidth() / 8;
+  return bytes % alignment == 0;
+}

@@ -40,7 +40,7 @@ using namespace mlir::mixer;
 
 namespace {
 
-void lowerRecurrent(LinearAttentionOp op) {
+void lowerRecurrent(LinearAttentionOp op, LoweringConfigAttr config) {
   ImplicitLocOpBuilder b(op.getLoc(), op);
   Type state = op.getStateElementType();
   int64_t K = op.getKeyDim();
@@ -51,14 +51,21 @@ void lowerRecurrent(LinearAttentionOp op) {
   Value scale = extendTo(b, state, op.getScale());
   Value zeroF = arith::ConstantOp::create(b, b.getFloatAttr(state, 0.0));
 
-  auto par = scf::ParallelOp::create(b, ValueRange{zero, zero, zero}, ValueRange{V, H, N},
-                                     ValueRange{one, one, one});
+  Programs programs = linearAttentionPrograms(b, op, N);
+  auto par = scf::ParallelOp::create(b, ValueRange{zero, zero, zero},
+                                     ValueRange{V, H, programs.count}, ValueRange{one, one, one});
+  // The config travels on with the loop (its thread block, on the GPU).
+  par->setAttr(LoweringConfigAttr::getAttrName(), config);
   b.setInsertionPointToStart(par.getBody());
   Value v = par.getInductionVars()[0], h = par.getInductionVars()[1],
-        n = par.getInductionVars()[2];
+        p = par.getInductionVars()[2];
   Value hq = arith::DivUIOp::create(b, h, group);
-  // The sequence's time range in its row.
-  auto [row, start, length] = sequenceRange(b, op.getOffsets(), n, T);
+  // The sequence's (or piece's) time range in its row; n: its state's index.
+  ProgramRange range = programRange(b, programs, op.getOffsets(), p, T);
+  Value row = range.row, start = range.start, length = range.length;
+  ArrayRef<Value> n = range.state;
+  // The mLSTM's normaliser and stabiliser (no pieces): indexed by the sequence.
+  Value seq = n.front();
 
   // Carried through time: the column (K), and for the mLSTM cell its copy of
   // the normaliser (K) and the stabiliser (1).
@@ -66,15 +73,16 @@ void lowerRecurrent(LinearAttentionOp op) {
   SmallVector<Value> column;
   for (int64_t d = 0; d < K; ++d)
     column.push_back(op.getInitialState()
-                         ? loadAs(b, state, op.getInitialState(), ValueRange{n, h, idx(d), v})
+                         ? loadAs(b, state, op.getInitialState(),
+                                  stateIndices(n, ValueRange{h, idx(d), v}))
                          : zeroF);
   if (mlstm) {
     for (int64_t d = 0; d < K; ++d)
       column.push_back(op.getInitialNormalizer()
-                           ? loadAs(b, state, op.getInitialNormalizer(), ValueRange{n, h, idx(d)})
+                           ? loadAs(b, state, op.getInitialNormalizer(), ValueRange{seq, h, idx(d)})
                            : zeroF);
     column.push_back(op.getInitialStabilizer()
-                         ? loadAs(b, state, op.getInitialStabilizer(), ValueRange{n, h})
+                         ? loadAs(b, state, op.getInitialStabilizer(), ValueRange{seq, h})
                          : zeroF);
   }
 
@@ -96,7 +104,8 @@ void lowerRecurrent(LinearAttentionOp op) {
   }
   if (Value final = op.getFinalState())
     for (int64_t d = 0; d < K; ++d)
-      memref::StoreOp::create(b, loop.getResult(d), final, ValueRange{n, h, idx(d), v});
+      memref::StoreOp::create(b, loop.getResult(d), final,
+                              stateIndices(n, ValueRange{h, idx(d), v}));
   if (mlstm && (op.getFinalNormalizer() || op.getFinalStabilizer())) {
     // Every column holds the same n and m: column 0 writes them.
     auto first = scf::IfOp::create(
@@ -105,9 +114,9 @@ void lowerRecurrent(LinearAttentionOp op) {
     b.setInsertionPointToStart(&first.getThenRegion().front());
     if (Value fn = op.getFinalNormalizer())
       for (int64_t d = 0; d < K; ++d)
-        memref::StoreOp::create(b, loop.getResult(K + d), fn, ValueRange{n, h, idx(d)});
+        memref::StoreOp::create(b, loop.getResult(K + d), fn, ValueRange{seq, h, idx(d)});
     if (Value fm = op.getFinalStabilizer())
-      memref::StoreOp::create(b, loop.getResult(2 * K), fm, ValueRange{n, h});
+      memref::StoreOp::create(b, loop.getResult(2 * K), fm, ValueRange{seq, h});
   }
   op.erase();
 }
@@ -117,8 +126,28 @@ struct MixerLowerLinearAttention
   void runOnOperation() override {
     SmallVector<LinearAttentionOp> ops;
     getOperation().walk([&](LinearAttentionOp op) { ops.push_back(op); });
-    for (LinearAttentionOp op : ops)
-      lowerRecurrent(op);
+    for (LinearAttentionOp op : ops) {
+      LoweringConfigAttr config = LoweringConfigAttr::of(op);
+      if (!config) {
+        op.emitOpError("mixer-lower-linear-attention needs a mixer.lowering_config; run "
+                       "mixer-select-lowering-config first");
+        return signalPassFailure();
+      }
+      if (config.getKernel() == KernelKind::Chunked)
+        continue; // mixer-lower-linear-attention-mma's
+      if (config.getKernel() != KernelKind::Recurrent) {
+        op.emitOpError() << "mixer-lower-linear-attention: the config's kernel "
+                         << stringifyKernelKind(config.getKernel())
+                         << " is not one for linear attention (recurrent or chunked)";
+        return signalPassFailure();
+      }
+      if (config.getKeySplit() || config.getSequenceSplit()) {
+        op.emitOpError("mixer-lower-linear-attention: the config splits keys or sequences; "
+                       "run mixer-split-linear-attention first");
+        return signalPassFailure();
+      }
+      lowerRecurrent(op, config);
+    }
   }
 };
 } // namespace

@@ -14,7 +14,7 @@
 // Both forward passes are the recurrent lowering's steps (LinearAttentionSteps
 // .cpp) on one value column at a time, so the adjoint differentiates exactly
 // the states the forward computes. The state gradient L (and the mLSTM
-// normaliser's) lives in the workspace next to the states; each adjoint step
+// normaliser's) lives in scratch next to the states; each adjoint step
 // walks the value columns once, since every state column evolves on its own,
 // and sums the per-column contributions to dq, dk, the decay and beta over
 // the walk.
@@ -22,9 +22,19 @@
 // One sequential program per (head, sequence) in an scf.parallel: the CPU
 // path and the GPU's fallback. A chunked tensor-core adjoint is future work.
 //
+// Scratch (state type, [1, H, slots, K', V'], K' = K + 1 and V' = V + 1 for
+// the mLSTM cell: column V holds n, element (K, 0) holds m): per head, the
+// checkpoints of every sequence, then per sequence C recomputed states and L.
+// A sequence that starts at packed position p (row r of length T: p = r T +
+// start) keeps its checkpoints from slot floor(p / C) + n: a sequence of
+// length l needs ceil(l / C) <= floor((p + l) / C) - floor(p / C) + 1 of
+// them, so regions never overlap, and all of them fit in
+// floor(R T / C) + N + 1 slots, without reading the offsets on the host.
+//
 //===----------------------------------------------------------------------===//
 
 #include "../LinearAttentionCommon.h"
+#include "../Scratch.h"
 #include "mixir/Dialect/Mixer/Mixer.h"
 #include "mixir/Transforms/Passes.h"
 
@@ -56,6 +66,7 @@ struct AdjointEmitter {
   bool mlstm;
   // Set by the caller once inside the parallel body.
   Value n, h, hq, row, scale;
+  Value scratch; // [1, H, slots, K', V'] (see the file comment)
 
   AdjointEmitter(ImplicitLocOpBuilder &b, LinearAttentionAdjointOp op)
       : b(b), op(op), operands(RecurrenceOperands::of(op)), state(op.getStateElementType()),
@@ -76,10 +87,10 @@ struct AdjointEmitter {
   /// Element (i, j) of workspace slot `slot` (a state, or the state gradient;
   /// for the mLSTM cell column V holds n and (K, 0) holds m).
   Value load(Value slot, Value i, Value j) {
-    return memref::LoadOp::create(b, op.getWorkspace(), ValueRange{n, h, slot, i, j});
+    return memref::LoadOp::create(b, scratch, ValueRange{idx(0), h, slot, i, j});
   }
   void store(Value x, Value slot, Value i, Value j) {
-    memref::StoreOp::create(b, x, op.getWorkspace(), ValueRange{n, h, slot, i, j});
+    memref::StoreOp::create(b, x, scratch, ValueRange{idx(0), h, slot, i, j});
   }
   /// Stores `x` into a gradient destination, in its element type.
   void storeGrad(Value x, Value dest, ValueRange indices) {
@@ -325,18 +336,51 @@ struct AdjointEmitter {
     return dForget; // d m_{t-1}: m_{t-1} enters exactly where g does
   }
 
-  void emit() {
-    Value zero = idx(0), one = idx(1), chunk = idx(static_cast<int64_t>(op.getChunkSize()));
+  /// The checkpoint interval: the config's, or at run time the candidate
+  /// C in 16..256 that minimises ceil(L / C) + C, the states one sequence of
+  /// the mean length L holds (C near sqrt(L)).
+  Value checkpointInterval(LoweringConfigAttr config, Value positions, Value N) {
+    if (config.getChunk() > 0)
+      return idx(config.getChunk());
+    Value mean = arith::CeilDivUIOp::create(
+        b, positions, arith::MaxUIOp::create(b, N, idx(1)));
+    mean = arith::MaxUIOp::create(b, mean, idx(1));
+    Value best = idx(16), bestCost;
+    for (int64_t c : {16, 32, 64, 128, 256}) {
+      Value cost = addi(arith::CeilDivUIOp::create(b, mean, idx(c)), idx(c));
+      if (!bestCost) {
+        bestCost = cost;
+        continue;
+      }
+      Value better = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, cost, bestCost);
+      best = select(better, idx(c), best);
+      bestCost = select(better, cost, bestCost);
+    }
+    return best;
+  }
+
+  void emit(LoweringConfigAttr config) {
+    Value zero = idx(0), one = idx(1);
     auto [H, group, T, N] = linearAttentionSizes(b, op.getQuery(), op.getValue(), op.getOffsets());
     scale = extendTo(b, state, op.getScale());
-    // Slots: checkpoints [0, P), the chunk's states after its steps 0..C-1 in
-    // [P, P + C), the state gradient at P + C.
-    Value slots = memref::DimOp::create(b, op.getWorkspace(), 2);
-    Value P = subi(slots, addi(chunk, one));
-    Value lam = addi(P, chunk);
+    Value rows = memref::DimOp::create(b, op.getQuery(), 0);
+    Value positions = muli(rows, T);
+    Value chunk = checkpointInterval(config, positions, N);
+    // Checkpoint slots of every sequence, then C + 1 per sequence.
+    Value checkpoints = addi(addi(arith::DivUIOp::create(b, positions, chunk), N), one);
+    Value perSequence = addi(chunk, one);
+    int64_t border = mlstm ? 1 : 0;
+    scratch = allocateScratch(
+        op,
+        MemRefType::get({1, ShapedType::kDynamic, ShapedType::kDynamic, K + border, V + border},
+                        state),
+        [&](ImplicitLocOpBuilder &) {
+          return SmallVector<Value>{H, addi(checkpoints, muli(N, perSequence))};
+        });
 
     auto par = scf::ParallelOp::create(b, ValueRange{zero, zero}, ValueRange{H, N},
                                        ValueRange{one, one});
+    par->setAttr(LoweringConfigAttr::getAttrName(), config);
     b.setInsertionPointToStart(par.getBody());
     h = par.getInductionVars()[0];
     n = par.getInductionVars()[1];
@@ -344,15 +388,21 @@ struct AdjointEmitter {
     auto [seqRow, start, length] = sequenceRange(b, op.getOffsets(), n, T);
     row = seqRow;
     Value chunks = arith::CeilDivUIOp::create(b, length, chunk);
+    // Checkpoint c of this sequence, its recomputed states and L.
+    Value base = addi(arith::DivUIOp::create(b, addi(muli(row, T), start), chunk), n);
+    auto checkpoint = [&](Value c) { return addi(base, c); };
+    Value P = addi(checkpoints, muli(n, perSequence));
+    Value lam = addi(P, chunk);
 
-    // 1. Checkpoints: slot c holds the state before step c C.
-    emitInitialState(zero);
+    // 1. Checkpoints: checkpoint c holds the state before step c C.
+    emitInitialState(checkpoint(zero));
     loop(one, chunks, {}, [&](Value c, ValueRange) {
       Value before = subi(c, one);
       Value t0 = addi(start, muli(before, chunk));
+      Value src = checkpoint(before), dst = checkpoint(c);
       loop(zero, chunk, {}, [&](Value tau, ValueRange) {
         Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, tau, zero);
-        emitForwardStep(select(first, before, c), c, addi(t0, tau));
+        emitForwardStep(select(first, src, dst), dst, addi(t0, tau));
         return SmallVector<Value>{};
       });
       return SmallVector<Value>{};
@@ -386,7 +436,7 @@ struct AdjointEmitter {
       // The state before step tau of the chunk: its checkpoint, or slot P + tau - 1.
       auto before = [&](Value tau) {
         Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, tau, zero);
-        return select(first, c, subi(addi(P, tau), one));
+        return select(first, checkpoint(c), subi(addi(P, tau), one));
       };
       loop(zero, steps, {}, [&](Value tau, ValueRange) {
         emitForwardStep(before(tau), addi(P, tau), addi(t0, tau));
@@ -425,8 +475,14 @@ struct MixerLowerLinearAttentionAdjoint
     SmallVector<LinearAttentionAdjointOp> ops;
     getOperation().walk([&](LinearAttentionAdjointOp op) { ops.push_back(op); });
     for (LinearAttentionAdjointOp op : ops) {
+      LoweringConfigAttr config = LoweringConfigAttr::of(op);
+      if (!config || config.getKernel() != KernelKind::Checkpointed) {
+        op.emitOpError("mixer-lower-linear-attention-adjoint needs a mixer.lowering_config "
+                       "with kernel = checkpointed; run mixer-select-lowering-config first");
+        return signalPassFailure();
+      }
       ImplicitLocOpBuilder b(op.getLoc(), op);
-      AdjointEmitter(b, op).emit();
+      AdjointEmitter(b, op).emit(config);
       op.erase();
     }
   }

@@ -114,3 +114,78 @@ void printWindow(OpAsmPrinter &printer, Operation *, WindowAttr window) {
     printer << "<block = " << window.getBlock() << ", k = " << window.getK() << ">";
 }
 } // namespace mlir::mixer
+
+//===----------------------------------------------------------------------===//
+// #mixer.target, #mixer.sequence_split, #mixer.lowering_config
+//===----------------------------------------------------------------------===//
+
+LogicalResult TargetAttr::verify(function_ref<InFlightDiagnostic()> emitError, StringRef chip,
+                                 int64_t smCount, int64_t sharedMemory) {
+  if (chip != "cpu" && !chip.starts_with("sm_"))
+    return emitError() << "target chip must be \"cpu\" or a CUDA architecture like "
+                          "\"sm_90a\", got \""
+                       << chip << "\"";
+  if (smCount < 0 || sharedMemory < 0)
+    return emitError() << "target sm_count and shared_memory must be >= 0 (0: unknown)";
+  return success();
+}
+
+LogicalResult SequenceSplitAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                                        int64_t piece, int64_t maxPrograms, int64_t minLength,
+                                        int64_t targetPrograms, int64_t minPiece,
+                                        int64_t granule) {
+  if (granule <= 0)
+    return emitError() << "sequence_split granule must be positive, got " << granule;
+  if (piece < 0 || maxPrograms < 0 || minLength < 0 || targetPrograms < 0 || minPiece < 0)
+    return emitError() << "sequence_split parameters must be >= 0";
+  if (piece % granule)
+    return emitError() << "sequence_split piece " << piece << " is not a multiple of the granule "
+                       << granule;
+  if (piece == 0 && (maxPrograms == 0 || targetPrograms == 0))
+    return emitError() << "sequence_split without a fixed piece needs max_programs and "
+                          "target_programs";
+  return success();
+}
+
+LogicalResult LoweringConfigAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                                         KernelKind, int64_t tile, int64_t unroll,
+                                         DenseI64ArrayAttr block, bool, bool,
+                                         int64_t vectorAlignment, int64_t vectorOperands,
+                                         int64_t indexBitwidth, bool, int64_t chunk,
+                                         int64_t blockV, int64_t keySplit, SequenceSplitAttr) {
+  if (tile < 0 || unroll < 1 || chunk < 0 || blockV < 0 || keySplit < 0)
+    return emitError() << "lowering_config: tile, chunk, block_v and key_split must be >= 0 "
+                          "and unroll >= 1";
+  if (block && (block.size() != 3 || llvm::any_of(block.asArrayRef(),
+                                                  [](int64_t x) { return x <= 0; })))
+    return emitError() << "lowering_config: block must be three positive thread counts";
+  if (vectorAlignment < 0 || (vectorAlignment && !llvm::isPowerOf2_64(vectorAlignment)))
+    return emitError() << "lowering_config: vector_alignment must be 0 or a power of 2, got "
+                       << vectorAlignment;
+  if (vectorOperands < 0)
+    return emitError() << "lowering_config: vector_operands is a bit mask (>= 0)";
+  if (indexBitwidth != 32 && indexBitwidth != 64)
+    return emitError() << "lowering_config: index_bitwidth must be 32 or 64, got "
+                       << indexBitwidth;
+  return success();
+}
+
+LoweringConfigAttr LoweringConfigAttr::of(Operation *op) {
+  return op->getAttrOfType<LoweringConfigAttr>(getAttrName());
+}
+
+LoweringConfigAttr LoweringConfigAttr::overriddenBy(LoweringConfigAttr o) const {
+  auto pick = [](auto mine, auto theirs, auto unset) { return theirs != unset ? theirs : mine; };
+  return LoweringConfigAttr::get(
+      getContext(), pick(getKernel(), o.getKernel(), KernelKind::Auto),
+      pick(getTile(), o.getTile(), int64_t(0)), pick(getUnroll(), o.getUnroll(), int64_t(1)),
+      o.getBlock() ? o.getBlock() : getBlock(), getTimeFastest() || o.getTimeFastest(),
+      getExchangeOutput() || o.getExchangeOutput(),
+      pick(getVectorAlignment(), o.getVectorAlignment(), int64_t(0)),
+      pick(getVectorOperands(), o.getVectorOperands(), int64_t(0)),
+      pick(getIndexBitwidth(), o.getIndexBitwidth(), int64_t(64)),
+      getSinkConstants() || o.getSinkConstants(), pick(getChunk(), o.getChunk(), int64_t(0)),
+      pick(getBlockV(), o.getBlockV(), int64_t(0)),
+      pick(getKeySplit(), o.getKeySplit(), int64_t(0)),
+      o.getSequenceSplit() ? o.getSequenceSplit() : getSequenceSplit());
+}

@@ -364,8 +364,14 @@ verifyLinearAttentionInputs(OpTy op, Type state, SmallVectorImpl<ShapeWant> &wan
       return op.emitOpError() << "offsets must hold at least 2 entries, got " << n1;
   }
   s.state = {s.N, H, K, V};
+  if constexpr (std::is_same_v<OpTy, LinearAttentionOp>) {
+    // With pieces, a state per (sequence, piece).
+    if (op.getPieces())
+      s.state = {s.N, ShapedType::kDynamic, H, K, V};
+  }
   wants.push_back({"initial_state", op.getInitialState(), s.state,
-                   "[sequences, heads, key_dim, value_dim]"});
+                   s.state.size() == 5 ? "[sequences, pieces, heads, key_dim, value_dim]"
+                                       : "[sequences, heads, key_dim, value_dim]"});
   wants.push_back({"init_normalizer", op.getInitialNormalizer(), {s.N, H, K},
                    "[sequences, heads, key_dim]"});
   wants.push_back({"init_stabilizer", op.getInitialStabilizer(), {s.N, H}, "[sequences, heads]"});
@@ -430,31 +436,14 @@ LogicalResult LinearAttentionOp::verify() {
   auto [K, V, N, seq, withK, withV, stateShape] = *shapes;
   wants.push_back({"output", getOutput(), withV, "like value"});
   wants.push_back({"final_state", getFinalState(), stateShape,
-                   "[sequences, heads, key_dim, value_dim]"});
+                   getPieces() ? "[sequences, pieces, heads, key_dim, value_dim]"
+                               : "[sequences, heads, key_dim, value_dim]"});
   wants.push_back({"final_normalizer", getFinalNormalizer(), {N, seq[2], K},
                    "[sequences, heads, key_dim]"});
   wants.push_back({"final_stabilizer", getFinalStabilizer(), {N, seq[2]}, "[sequences, heads]"});
-  SmallVector<int64_t> widened = withK;
-  if (getBeta()) {
-    widened.back() = K + V;
-    wants.push_back({"workspace", getWorkspace(), widened,
-                     "[batch, time, heads, key_dim + value_dim]"});
-  } else if (hasVectorDecay()) {
-    widened.back() = 4 * K + 64;
-    wants.push_back({"workspace", getWorkspace(), widened,
-                     "[batch, time, heads, 4 key_dim + 64]"});
-  }
   if (failed(checkShapes(*this, wants)))
     return failure();
 
-  if (Value ws = getWorkspace()) {
-    if (getWorkspaceWidth() == 0)
-      return emitOpError("workspace serves the delta rule and per-key decays only: it "
-                         "needs beta or a [batch, time, heads, key_dim] log_decay");
-    if (memrefTypeOf(ws).getElementType() != memrefTypeOf(getKey()).getElementType())
-      return emitOpError() << "workspace element type " << memrefTypeOf(ws).getElementType()
-                           << " differs from key's " << memrefTypeOf(getKey()).getElementType();
-  }
   if (!isMlstm())
     for (auto [name, value] :
          {std::pair<StringRef, Value>{"final_normalizer", getFinalNormalizer()},
@@ -463,6 +452,20 @@ LogicalResult LinearAttentionOp::verify() {
         return emitOpError() << name << " is an mLSTM state: it needs input_gate";
   if (!getOutput() && !getFinalState() && !getFinalNormalizer() && !getFinalStabilizer())
     return emitOpError("has nothing to write: give outs, final or both");
+  if (getPieces()) {
+    if (isMlstm())
+      return emitOpError("pieces are not defined for the mLSTM cell (input_gate)");
+    if (!getInitialState() && !getFinalState())
+      return emitOpError("pieces need an init or a final state [sequences, pieces, heads, "
+                         "key_dim, value_dim]: its dimension 1 counts the pieces");
+    if (getInitialState() && getFinalState()) {
+      int64_t a = memrefTypeOf(getInitialState()).getShape()[1];
+      int64_t b = memrefTypeOf(getFinalState()).getShape()[1];
+      if (!ShapedType::isDynamic(a) && !ShapedType::isDynamic(b) && a != b)
+        return emitOpError() << "initial_state and final_state count different pieces: " << a
+                             << " and " << b;
+    }
+  }
   for (auto [name, value] : {std::pair<StringRef, Value>{"final_normalizer", getFinalNormalizer()},
                              {"final_stabilizer", getFinalStabilizer()}})
     if (value && memrefTypeOf(value).getElementType() != state)
@@ -476,6 +479,15 @@ LogicalResult LinearAttentionOp::verify() {
 //===----------------------------------------------------------------------===//
 // mixer.linear_attention_adjoint
 //===----------------------------------------------------------------------===//
+
+Type LinearAttentionAdjointOp::getStateElementType() {
+  if (Value dT = getFinalGrad())
+    return cast<MemRefType>(dT.getType()).getElementType();
+  if (Value init = getInitialState())
+    return cast<MemRefType>(init.getType()).getElementType();
+  Type in = cast<MemRefType>(getValue().getType()).getElementType();
+  return in.isF64() ? Type(Float64Type::get(getContext())) : Float32Type::get(getContext());
+}
 
 LogicalResult LinearAttentionAdjointOp::verify() {
   Type state = getStateElementType();
@@ -523,22 +535,8 @@ LogicalResult LinearAttentionAdjointOp::verify() {
                    "like init_normalizer"});
   wants.push_back({"init_stabilizer_grad", getInitialStabilizerGrad(), {N, H},
                    "like init_stabilizer"});
-  // The workspace: checkpoints, the chunk's states and the state gradient
-  // (mLSTM: S bordered by n in column V and m in row K).
-  int64_t border = isMlstm() ? 1 : 0;
-  wants.push_back({"workspace", getWorkspace(),
-                   {N, H, ShapedType::kDynamic, K + border, V + border},
-                   isMlstm() ? "[sequences, heads, slots, key_dim + 1, value_dim + 1]"
-                             : "[sequences, heads, slots, key_dim, value_dim]"});
   if (failed(checkShapes(*this, wants)))
     return failure();
-  int64_t slots = memrefTypeOf(getWorkspace()).getShape()[2];
-  int64_t chunk = getChunkSize();
-  if (!ShapedType::isDynamic(slots) && slots < chunk + 2)
-    return emitOpError() << "workspace needs at least chunk_size + 2 = " << chunk + 2
-                         << " slots (a checkpoint, the chunk's states and the state gradient), "
-                            "got "
-                         << slots;
   for (auto [name, value] :
        {std::pair<StringRef, Value>{"output_grad", getOutputGrad()},
         {"final_grad", getFinalGrad()}, {"final_normalizer_grad", getFinalNormalizerGrad()},

@@ -10,27 +10,25 @@ is exponential and max-stabilised, the forget gate sigmoid in log space; the out
 is h_t = C_t^T q^_t / (max(|n_t . q^_t|, exp(-m_t)) + eps) with q^ = q / sqrt(DHQK).
 For the sigmoid input gate (mLSTMsig) pass logsigmoid(i) as i.
 
-Every call is one `mixer.linear_attention` with its `input_gate` (the op's mLSTM
-form): the heads-before-time tensors are passed as strided views of the op's
-[B, T, H, d] layout, and the forget gate's logsigmoid is applied first (PyTorch
-glue; a fused prologue is not built yet). It runs the recurrent lowering on the CPU
-and the GPU alike: no chunked tensor-core kernel yet, so `chunk_size` is accepted
-for interface compatibility and ignored. Gradients (q, k, v, i, f and the initial
-states) come from the adjoint kernel (`mixer.linear_attention_adjoint`): the exact
-derivative of the stabilised cell, the stabiliser's max included, rather than
-mlstm_kernels' stop-gradient through m (which differs by O(eps exp(m))).
+Every call is torch.ops.mixir.mlstm (C++): one `mixer.linear_attention` with its
+`input_gate` (the op's mLSTM form); the heads-before-time tensors are passed as
+strided views of the op's [B, T, H, d] layout, and the forget gate's logsigmoid is
+applied first (PyTorch glue; a fused prologue is not built yet). The compiler takes
+the recurrent kernel on the CPU and the GPU alike (no chunked tensor-core kernel for
+the cell yet), so `chunk_size` is accepted for interface compatibility and ignored.
+Gradients (q, k, v, i, f and the initial states) come from the adjoint op
+(`mixer.linear_attention_adjoint`): the exact derivative of the stabilised cell, the
+stabiliser's max included, rather than mlstm_kernels' stop-gradient through m (which
+differs by O(eps exp(m))).
 """
 
 from __future__ import annotations
 
-import ctypes
-from typing import Optional, Tuple
-
 import torch
 import torch.nn.functional as F
 
-from .linear_attention import _FLOATS, _vector_ready, adjoint, gpu_config, linear_attention_ir
-from .scan import _ELEMENT, _kernel
+from ._torch import state_dtype
+from .linear_attention import _FLOATS, adjoint
 
 __all__ = ["mlstm_chunkwise", "mlstm_recurrent_sequence", "mlstm_recurrent_step"]
 
@@ -81,57 +79,14 @@ def _check(fn, q, k, v, i, f, c, n, m):
         _fail(fn, f"q is on {q.device}; supported devices are cpu and cuda", NotImplementedError)
 
 
-def _state_dtype(q: torch.Tensor) -> torch.dtype:
-    return torch.float64 if q.dtype == torch.float64 else torch.float32
+_OP = torch.ops.mixir.mlstm.default
 
 
-@torch.library.custom_op("mixir::mlstm", mutates_args=(), device_types=("cpu", "cuda"))
-def _mlstm_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor,
-              log_f: torch.Tensor, scale: float, c0: Optional[torch.Tensor],
-              n0: Optional[torch.Tensor], m0: Optional[torch.Tensor], eps: float,
-              last_states: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """[B, T, H, d] operands (views); states [B, H, K, V], [B, H, K], [B, H]. Returns
-    (h, c, n, m); the states are empty tensors unless last_states."""
-    B, T, H, K = q.shape
-    V = v.shape[3]
-    sd = _state_dtype(q)
-    h = torch.empty((B, T, H, V), dtype=v.dtype, device=v.device)
-    c = torch.empty((B, H, K, V), dtype=sd, device=v.device) if last_states else None
-    n = torch.empty((B, H, K), dtype=sd, device=v.device) if last_states else None
-    m = torch.empty((B, H), dtype=sd, device=v.device) if last_states else None
-    def empty():  # distinct per return: a custom op's outputs may not alias
-        return h.new_empty(0, dtype=sd)
-
-    if h.numel() == 0:  # no steps (or no heads): the states pass through
-        for out, init in ((c, c0), (n, n0), (m, m0)):
-            if out is not None:
-                out.copy_(init if init is not None else torch.zeros_like(out))
-        return h, *[x if x is not None else empty() for x in (c, n, m)]
-    q, k, v = _vector_ready(q), _vector_ready(k), _vector_ready(v)
-    init = c0 is not None
-    ir, scale_pos = linear_attention_ir(
-        _ELEMENT[q.dtype], _ELEMENT[v.dtype], K, V, "scalar", _ELEMENT[log_f.dtype], False,
-        "f32", init, None, last_states, _ELEMENT[sd], "", 0, input_gate=_ELEMENT[i.dtype],
-        mlstm_init=init, mlstm_final=last_states, epsilon=eps)
-    options = gpu_config(B * H, V, q.device) if q.is_cuda else None
-    args = [q, k, v, log_f, i, float(scale)]
-    if init:
-        args += [c0.to(sd), n0.to(sd), m0.to(sd)]
-    args.append(h)
-    if last_states:
-        args += [c, n, m]
-    scalar = ctypes.c_double if sd == torch.float64 else ctypes.c_float
-    kernel = _kernel(("mlstm", q.device, ir, options), ir, len(args), q.device, options,
-                     entry="la", scalar_args={scale_pos: scalar})
-    kernel(*args)
-    return h, *[x if x is not None else empty() for x in (c, n, m)]
-
-
-@_mlstm_op.register_fake
+@torch.library.register_fake("mixir::mlstm")
 def _mlstm_fake(q, k, v, i, log_f, scale, c0, n0, m0, eps, last_states):
     B, T, H, K = q.shape
     V = v.shape[3]
-    sd = _state_dtype(q)
+    sd = state_dtype(q.dtype)
     h = v.new_empty((B, T, H, V))
     if not last_states:
         e = v.new_empty(0, dtype=sd)
@@ -140,29 +95,26 @@ def _mlstm_fake(q, k, v, i, log_f, scale, c0, n0, m0, eps, last_states):
             v.new_empty((B, H), dtype=sd))
 
 
-def _setup_context(ctx, inputs, output):
-    q, k, v, i, log_f, scale, c0, n0, m0, eps, last_states = inputs
-    ctx.scale, ctx.eps, ctx.last_states = scale, eps, last_states
-    ctx.save_for_backward(q, k, v, i, log_f, c0, n0, m0)
-
-
-def _backward(ctx, dh, dc, dn, dm):
-    """The adjoint kernel (mixer.linear_attention_adjoint with the input gate): the
-    exact gradient of the stabilised cell, stabiliser and epsilon included."""
-    q, k, v, i, log_f, c0, n0, m0 = ctx.saved_tensors
+def _backward(q, k, v, i, log_f, scale, c0, n0, m0, eps, last_states, dh, dc, dn, dm):
+    """The adjoint op with the input gate (torch.ops.mixir.mlstm_backward): the exact
+    gradient of the stabilised cell, stabiliser and epsilon included; gradients of q,
+    k, v, i, log_f, c0, n0, m0 (empty where the operand is absent)."""
     B, T, H, K = q.shape
     if dh is None:
         dh = torch.zeros((B, T, H, v.shape[3]), dtype=v.dtype, device=v.device)
-    given = lambda x: x if ctx.last_states and x is not None and x.numel() else None  # noqa: E731
-    grads = adjoint(q, k, v, log_f, None, ctx.scale, c0, None, dh, given(dc),
-                        input_gate=i, n0=n0, m0=m0, dn_final=given(dn), dm_final=given(dm),
-                        epsilon=ctx.eps)
-    cast = lambda name, like: None if like is None else grads[name].to(like.dtype)  # noqa: E731
-    return (cast("q", q), cast("k", k), cast("v", v), cast("i", i), cast("g", log_f), None,
-            cast("h0", c0), cast("n0", n0), cast("m0", m0), None, None)
+    given = lambda x: x if last_states and x is not None and x.numel() else None  # noqa: E731
+    grads = adjoint(q, k, v, log_f, None, scale, c0, None, dh, given(dc), input_gate=i, n0=n0,
+                    m0=m0, dn_final=given(dn), dm_final=given(dm), epsilon=eps)
+    out = []
+    for name, like in (("q", q), ("k", k), ("v", v), ("i", i), ("g", log_f), ("h0", c0),
+                       ("n0", n0), ("m0", m0)):
+        out.append(q.new_empty(0) if like is None else grads[name].to(like.dtype))
+    return out
 
 
-_mlstm_op.register_autograd(_backward, setup_context=_setup_context)
+# Kept alive: a Library object withdraws its registrations when collected.
+_LIB = torch.library.Library("mixir", "IMPL")
+_LIB.impl("mlstm_backward", _backward, "CompositeImplicitAutograd")
 
 
 def mlstm_chunkwise(q, k, v, i, f, c_initial=None, n_initial=None, m_initial=None,
@@ -177,12 +129,8 @@ def mlstm_chunkwise(q, k, v, i, f, c_initial=None, n_initial=None, m_initial=Non
     it = i.to(gate).transpose(1, 2)
     log_f = F.logsigmoid(f.to(gate)).transpose(1, 2)
     m0 = None if m_initial is None else m_initial[..., 0]
-    if q.device.type == "meta":
-        h, c, n, m = _mlstm_fake(qt, kt, vt, it, log_f, K ** -0.5, c_initial, n_initial, m0,
-                                 float(eps), bool(return_last_states))
-    else:
-        h, c, n, m = _mlstm_op(qt, kt, vt, it, log_f, K ** -0.5, c_initial, n_initial, m0,
-                               float(eps), bool(return_last_states))
+    h, c, n, m = _OP(qt, kt, vt, it, log_f, K ** -0.5, c_initial, n_initial, m0, float(eps),
+                     bool(return_last_states))
     h = h.transpose(1, 2)
     if return_last_states:
         return h, (c, n, m[..., None])

@@ -1,5 +1,4 @@
 // RUN: mixer-opt %s -split-input-file --mixer-lower-linear-attention-mma | FileCheck %s
-// RUN: mixer-opt %s -split-input-file --mixer-lower-linear-attention-mma="require=1" -verify-diagnostics -o /dev/null
 
 !q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
 
@@ -35,6 +34,7 @@ func.func @simple_gla(%q: !q, %g: memref<?x?x?xf32>, %s: f32, %o: !q,
   mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q)
       log_decay(%g : memref<?x?x?xf32>) scale(%s : f32) outs(%o : !q)
       final(%hT : memref<?x?x64x64xf32>)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true>}
   return
 }
 
@@ -50,6 +50,7 @@ func.func @simple_gla(%q: !q, %g: memref<?x?x?xf32>, %s: f32, %o: !q,
 !o = memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>
 func.func @f32_output(%q: !q, %s: f32, %o: !o) {
   mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q) scale(%s : f32) outs(%o : !o)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true>}
   return
 }
 
@@ -76,19 +77,22 @@ func.func @state_pass(%q: !q, %g: memref<?x?x?xf32>, %s: f32, %cu: memref<?xi32>
   mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q)
       log_decay(%g : memref<?x?x?xf32>) scale(%s : f32) offsets(%cu : memref<?xi32>)
       final(%hT : memref<?x?x64x64xf32>)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true>}
   return
 }
 
 // -----
 
-// The gated delta rule with a workspace: two launches. The first, a block per
-// (chunk, head, sequence), computes A = K K^T (mma), solves T = (I + A)^-1 by
-// forward substitution on the first two warps (broadcast 4-vector reads of A)
-// and writes W = T K' and U = T V' to the workspace. The second is the
+// The gated delta rule: scratch [B, T, H, K + V] for its WY factors, and two
+// launches. The first, a block per (chunk, head, sequence), computes A = K K^T
+// (mma), solves T = (I + A)^-1 by forward substitution on the first two warps
+// (broadcast 4-vector reads of A) and writes W = T K' and U = T V' to the
+// scratch. The second is the
 // sequential pass: it stages W and U (from column K = 64 on) instead of V and
 // corrects the values as U - W S before the scores. Query/key heads are
 // value heads divided by the group H / Hq.
 // CHECK-LABEL: func.func @gated_delta_rule
+// CHECK:       memref.alloc({{.*}}) {mixer.workspace} : memref<?x?x?x128xbf16>
 // CHECK:       %[[H:.*]] = memref.dim %arg1, %c2
 // CHECK:       %[[HQ:.*]] = memref.dim %arg0, %c2
 // CHECK:       %[[GROUP:.*]] = arith.divui %[[H]], %[[HQ]]
@@ -98,7 +102,7 @@ func.func @state_pass(%q: !q, %g: memref<?x?x?xf32>, %s: f32, %cu: memref<?xi32>
 // CHECK:         nvvm.mma.sync
 // CHECK:         vector.load {{.*}} vector<4xf32>
 // CHECK:         math.fma
-// CHECK:         vector.store {{.*}} : memref<?x?x?x128xbf16, strided<[?, ?, ?, 1], offset: ?>>, vector<2xbf16>
+// CHECK:         vector.store {{.*}} : memref<?x?x?x128xbf16>, vector<2xbf16>
 // CHECK:         gpu.terminator
 // CHECK:       gpu.launch
 // CHECK:         scf.for
@@ -110,63 +114,32 @@ func.func @state_pass(%q: !q, %g: memref<?x?x?xf32>, %s: f32, %cu: memref<?xi32>
 // CHECK-NOT:   mixer.linear_attention
 !q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
 !v = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
-!w = memref<?x?x?x128xbf16, strided<[?, ?, ?, 1], offset: ?>>
 func.func @gated_delta_rule(%q: !q, %v: !v, %g: memref<?x?x?xf32>, %b: memref<?x?x?xbf16>,
-                            %s: f32, %o: !v, %ws: !w) {
+                            %s: f32, %o: !v) {
   mixer.linear_attention query(%q : !q) key(%q : !q) value(%v : !v)
       log_decay(%g : memref<?x?x?xf32>) beta(%b : memref<?x?x?xbf16>) scale(%s : f32)
-      outs(%o : !v) workspace(%ws : !w)
+      outs(%o : !v)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true>}
   return
 }
 
 // -----
 
-// Without a workspace the delta rule has nowhere to put its WY factors: the op
-// stays for the recurrent lowering (or, with require, is rejected).
-// CHECK-LABEL: func.func @delta_rule_without_workspace_is_left
-// CHECK:       mixer.linear_attention
-// CHECK-NOT:   gpu.launch
-func.func @delta_rule_without_workspace_is_left(%q: memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>,
-                              %b: memref<?x?x?xbf16>, %s: f32) {
-  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: delta rule without a workspace}}
-  mixer.linear_attention query(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>)
-      key(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>)
-      value(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>)
-      beta(%b : memref<?x?x?xbf16>) scale(%s : f32)
-      outs(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>)
-  return
-}
-
-// -----
-
-// Rows move as 16-byte vectors, so the head dimension needs a static unit stride.
-// CHECK-LABEL: func.func @strided_head_dim_is_left
-// CHECK:       mixer.linear_attention
-func.func @strided_head_dim_is_left(%q: memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>, %s: f32) {
-  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: head dimension without a static unit stride}}
-  mixer.linear_attention query(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>)
-      key(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>)
-      value(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>) scale(%s : f32)
-      outs(%q : memref<?x?x?x64xbf16, strided<[?, ?, ?, ?], offset: ?>>)
-  return
-}
-
-// -----
-
-// GLA (a decay per key dimension) with a workspace [B, T, H, 4K + 64]: two
+// GLA (a decay per key dimension): scratch [B, T, H, 4K + 64] and two
 // launches. The first, a block per (chunk, head, sequence), copies Q, K and
 // the f32 log decays (16-byte cp.async), sums the decays along the chunk per
 // key dimension, writes the decayed queries and keys and the chunk's decay,
 // then the ten 16 x 16 score tiles on or below the diagonal: a warp-wide
 // shuffle-max of each diagonal block's total decay picks the tensor cores or
 // the exact loop over key dimensions. The second is the sequential pass: it
-// stages Qd, Kd and P from the workspace, computes no scores (no mma from a
+// stages Qd, Kd and P from the scratch, computes no scores (no mma from a
 // Q K^T), and decays the state by column before the update.
 // CHECK-LABEL: func.func @gla
+// CHECK:       memref.alloc({{.*}}) {mixer.workspace} : memref<?x?x?x320xbf16>
 // CHECK:       gpu.launch {{.*}} dynamic_shared_memory_size %c35840_i32
 // CHECK:         nvvm.cp.async.wait.group 0
 // CHECK:         scf.for {{.*}} iter_args({{.*}}) -> (f32)
-// CHECK:         vector.store {{.*}} : memref<?x?x?x320xbf16, strided<[?, ?, ?, 1], offset: ?>>, vector<8xbf16>
+// CHECK:         vector.store {{.*}} : memref<?x?x?x320xbf16>, vector<8xbf16>
 // CHECK:         llvm.store {{.*}} : f32, !llvm.ptr
 // CHECK:         nvvm.mma.sync
 // CHECK:         gpu.shuffle  xor
@@ -174,7 +147,7 @@ func.func @strided_head_dim_is_left(%q: memref<?x?x?x64xbf16, strided<[?, ?, ?, 
 // CHECK:           nvvm.mma.sync
 // CHECK:         } else {
 // CHECK:           scf.for {{.*}} -> (f32, f32, f32, f32, f32, f32, f32, f32)
-// CHECK:         vector.store {{.*}} : memref<?x?x?x320xbf16, strided<[?, ?, ?, 1], offset: ?>>, vector<2xbf16>
+// CHECK:         vector.store {{.*}} : memref<?x?x?x320xbf16>, vector<2xbf16>
 // CHECK:         gpu.terminator
 // CHECK:       gpu.launch {{.*}} dynamic_shared_memory_size %c74240_i32
 // CHECK:         scf.for
@@ -185,52 +158,9 @@ func.func @strided_head_dim_is_left(%q: memref<?x?x?x64xbf16, strided<[?, ?, ?, 
 // CHECK-NOT:   mixer.linear_attention
 !q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
 !g = memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>
-!w = memref<?x?x?x320xbf16, strided<[?, ?, ?, 1], offset: ?>>
-func.func @gla(%q: !q, %g: !g, %s: f32, %o: !q, %ws: !w) {
+func.func @gla(%q: !q, %g: !g, %s: f32, %o: !q) {
   mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q) log_decay(%g : !g)
-      scale(%s : f32) outs(%o : !q) workspace(%ws : !w)
-  return
-}
-
-// -----
-
-// A per-key decay needs its workspace (and rows of the log decays that move as
-// 16-byte vectors); without one the op is left for the recurrent lowering.
-// CHECK-LABEL: func.func @gla_without_workspace_is_left
-// CHECK:       mixer.linear_attention
-!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
-!g = memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>
-func.func @gla_without_workspace_is_left(%q: !q, %g: !g, %s: f32) {
-  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: per-key-dimension decay without a workspace}}
-  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q) log_decay(%g : !g)
-      scale(%s : f32) outs(%q : !q)
-  return
-}
-
-// -----
-
-// A per-value-dimension decay (GLA's gradient passes) has no chunked kernel:
-// left for the recurrent lowering.
-// CHECK-LABEL: func.func @value_decay_is_left
-// CHECK:       mixer.linear_attention
-!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
-!g = memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>
-func.func @value_decay_is_left(%q: !q, %g: !g, %s: f32) {
-  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: per-value-dimension decay}}
-  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q) log_decay(%g : !g)
-      scale(%s : f32) outs(%q : !q) value_decay
-  return
-}
-
-// -----
-
-// The mLSTM cell has no chunked kernel yet: left for the recurrent lowering.
-// CHECK-LABEL: func.func @mlstm_is_left
-// CHECK:       mixer.linear_attention
-!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
-func.func @mlstm_is_left(%q: !q, %f: memref<?x?x?xf32>, %i: memref<?x?x?xf32>, %s: f32) {
-  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: the mLSTM cell (input gate, normaliser and stabiliser)}}
-  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q) log_decay(%f : memref<?x?x?xf32>)
-      input_gate(%i : memref<?x?x?xf32>) scale(%s : f32) outs(%q : !q)
+      scale(%s : f32) outs(%o : !q)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true>}
   return
 }

@@ -1,4 +1,4 @@
-// RUN: mixer-opt %s -split-input-file --mixer-lower-channel-scan="unroll=2" | FileCheck %s
+// RUN: mixer-opt %s -split-input-file --mixer-lower-channel-scan | FileCheck %s
 
 !v = memref<?xf32, strided<[?], offset: ?>>
 
@@ -13,7 +13,7 @@
 // CHECK:       scf.for {{.*}} iter_args(%{{.*}} = %[[MAIN]])
 func.func @global(%a: !v, %h: !v, %dh: !v, %c: f32, %g: f32, %da: !v, %db: !v) -> f32 {
   %r = mixer.channel_scan_adjoint global gates(%a : !v) states(%h : !v) output_grad(%dh : !v)
-      carry(%c : f32) grad_carry(%g : f32) gates_grad(%da : !v) inputs_grad(%db : !v) -> f32
+      carry(%c : f32) grad_carry(%g : f32) gates_grad(%da : !v) inputs_grad(%db : !v) {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, unroll = 2>} -> f32
   return %r : f32
 }
 
@@ -41,6 +41,6 @@ func.func @global(%a: !v, %h: !v, %dh: !v, %c: f32, %g: f32, %da: !v, %db: !v) -
 func.func @jagged(%a: !v, %b: !v, %dh: !v, %c: f32, %g: f32, %da: !v, %db: !v) -> f32 {
   %r = mixer.channel_scan_adjoint jagged<block = 4, k = 2> gates(%a : !v) inputs(%b : !v)
       output_grad(%dh : !v) carry(%c : f32) grad_carry(%g : f32) gates_grad(%da : !v)
-      inputs_grad(%db : !v) -> f32
+      inputs_grad(%db : !v) {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, unroll = 2>} -> f32
   return %r : f32
 }

@@ -1,4 +1,4 @@
-// RUN: mixer-opt %s --mixer-lower-channel-scan="unroll=4" | FileCheck %s
+// RUN: mixer-opt %s --mixer-lower-channel-scan | FileCheck %s
 
 !v = memref<?xf32, strided<[?], offset: ?>>
 
@@ -18,6 +18,7 @@
 // CHECK:         memref.load
 // CHECK:         memref.store
 func.func @global(%a: !v, %b: !v, %h: !v) -> f32 {
-  %r = mixer.channel_scan global gates(%a : !v) inputs(%b : !v) outs(%h : !v) -> f32
+  %r = mixer.channel_scan global gates(%a : !v) inputs(%b : !v) outs(%h : !v)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, unroll = 4>} -> f32
   return %r : f32
 }

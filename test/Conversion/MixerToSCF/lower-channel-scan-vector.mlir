@@ -1,4 +1,4 @@
-// RUN: mixer-opt %s -split-input-file --mixer-lower-channel-scan="unroll=8 vector-alignment=8" | FileCheck %s
+// RUN: mixer-opt %s -split-input-file --mixer-lower-channel-scan | FileCheck %s
 
 !vu = memref<?xbf16, strided<[1], offset: ?>>
 !hu = memref<?xf32, strided<[1], offset: ?>>
@@ -18,7 +18,7 @@
 // CHECK:         memref.load
 // CHECK:         memref.store
 func.func @time_major(%a: !vu, %b: !vu, %h: !hu) -> f32 {
-  %r = mixer.channel_scan jagged<block = 4, k = 2> gates(%a : !vu) inputs(%b : !vu) outs(%h : !hu) -> f32
+  %r = mixer.channel_scan jagged<block = 4, k = 2> gates(%a : !vu) inputs(%b : !vu) outs(%h : !hu) {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, unroll = 8, vector_alignment = 8, vector_operands = 11>} -> f32
   return %r : f32
 }
 
@@ -37,7 +37,7 @@ func.func @time_major(%a: !vu, %b: !vu, %h: !hu) -> f32 {
 // CHECK:         vector.extract %[[G]][3]
 // CHECK:         vector.store %{{.*}}, %{{.*}}[%[[START]]]
 func.func @reverse(%a: !vu, %b: !vu, %h: !hu) -> f32 {
-  %r = mixer.channel_scan jagged<block = 4, k = 1> reverse gates(%a : !vu) inputs(%b : !vu) outs(%h : !hu) -> f32
+  %r = mixer.channel_scan jagged<block = 4, k = 1> reverse gates(%a : !vu) inputs(%b : !vu) outs(%h : !hu) {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, unroll = 8, vector_alignment = 8, vector_operands = 11>} -> f32
   return %r : f32
 }
 
@@ -46,12 +46,12 @@ func.func @reverse(%a: !vu, %b: !vu, %h: !hu) -> f32 {
 !v = memref<?xbf16, strided<[?], offset: ?>>
 !h = memref<?xf32, strided<[?], offset: ?>>
 
-// A dynamic stride over time (or a global window) keeps scalar accesses.
+// Operands the config does not name keep scalar accesses.
 // CHECK-LABEL: func.func @strided
 // CHECK-NOT:   vector.
 // CHECK:       return
 func.func @strided(%a: !v, %b: !v, %h: !h) -> f32 {
-  %r = mixer.channel_scan jagged<block = 4, k = 2> gates(%a : !v) inputs(%b : !v) outs(%h : !h) -> f32
+  %r = mixer.channel_scan jagged<block = 4, k = 2> gates(%a : !v) inputs(%b : !v) outs(%h : !h) {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, unroll = 8, vector_alignment = 8>} -> f32
   return %r : f32
 }
 
@@ -81,6 +81,6 @@ func.func @strided(%a: !v, %b: !v, %h: !h) -> f32 {
 func.func @adjoint(%a: !vu, %b: !vu, %dh: !hu, %c: f32, %g: f32, %da: !vu, %db: !vu) -> f32 {
   %r = mixer.channel_scan_adjoint jagged<block = 4, k = 2> gates(%a : !vu) inputs(%b : !vu)
       output_grad(%dh : !hu) carry(%c : f32) grad_carry(%g : f32) gates_grad(%da : !vu)
-      inputs_grad(%db : !vu) -> f32
+      inputs_grad(%db : !vu) {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, unroll = 8, vector_alignment = 8, vector_operands = 203>} -> f32
   return %r : f32
 }

@@ -15,7 +15,7 @@
 // CHECK:         scf.yield %[[N]]
 // CHECK:       return %[[R]]
 func.func @global(%a: !v, %b: !v, %h0: f32, %h: !v) -> f32 {
-  %r = mixer.channel_scan global gates(%a : !v) inputs(%b : !v) init(%h0 : f32) outs(%h : !v) -> f32
+  %r = mixer.channel_scan global gates(%a : !v) inputs(%b : !v) init(%h0 : f32) outs(%h : !v) {mixer.lowering_config = #mixer.lowering_config<kernel = tiled>} -> f32
   return %r : f32
 }
 
@@ -37,7 +37,7 @@ func.func @global(%a: !v, %b: !v, %h0: f32, %h: !v) -> f32 {
 // CHECK-DAG:     %[[E:.*]] = math.exp %[[GF]] : f32
 // CHECK:         arith.mulf %[[E]],
 func.func @reverse_log_bf16(%a: !vh, %b: !vh, %h: !v) -> f32 {
-  %r = mixer.channel_scan global log_space reverse gates(%a : !vh) inputs(%b : !vh) outs(%h : !v) -> f32
+  %r = mixer.channel_scan global log_space reverse gates(%a : !vh) inputs(%b : !vh) outs(%h : !v) {mixer.lowering_config = #mixer.lowering_config<kernel = tiled>} -> f32
   return %r : f32
 }
 
@@ -61,7 +61,7 @@ func.func @reverse_log_bf16(%a: !vh, %b: !vh, %h: !v) -> f32 {
 // CHECK:         scf.yield %{{.*}}, %{{.*}}, %[[C1]]
 func.func @jagged(%a: !v, %b: !v, %c: f32, %h: !v) -> f32 {
   %r = mixer.channel_scan jagged<block = 16, k = 2> gates(%a : !v) inputs(%b : !v) init(%c : f32)
-      outs(%h : !v) -> f32
+      outs(%h : !v) {mixer.lowering_config = #mixer.lowering_config<kernel = tiled>} -> f32
   return %r : f32
 }
 
@@ -78,7 +78,7 @@ func.func @jagged(%a: !v, %b: !v, %c: f32, %h: !v) -> f32 {
 // CHECK:         complex.mul
 // CHECK:         complex.add
 func.func @complex_log(%a: !v, %b: !v, %h: !v) -> complex<f32> {
-  %r = mixer.channel_scan global log_space gates(%a : !v) inputs(%b : !v) outs(%h : !v) -> complex<f32>
+  %r = mixer.channel_scan global log_space gates(%a : !v) inputs(%b : !v) outs(%h : !v) {mixer.lowering_config = #mixer.lowering_config<kernel = tiled>} -> complex<f32>
   return %r : complex<f32>
 }
 

@@ -1,4 +1,4 @@
-// RUN: mixer-opt %s --mixer-lower-linear-attention | FileCheck %s
+// RUN: mixer-opt %s --mixer-select-lowering-config --mixer-lower-linear-attention | FileCheck %s
 
 // Gated delta rule, recurrent form: one state column (K = 4 scalars) per
 // iteration of the parallel loop over (value channel, head, sequence); the

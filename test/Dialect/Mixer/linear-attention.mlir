@@ -2,7 +2,7 @@
 
 // The printed form parses back (round trip) with every optional operand.
 // CHECK-LABEL: func.func @gated_delta_rule
-// CHECK: mixer.linear_attention query(%{{.*}} : memref<1x?x4x64xbf16>) key(%{{.*}} : memref<1x?x4x64xbf16>) value(%{{.*}} : memref<1x?x4x32xbf16>) log_decay(%{{.*}} : memref<1x?x4xf32>) beta(%{{.*}} : memref<1x?x4xbf16>) scale(%{{.*}} : f32) init(%{{.*}} : memref<3x4x64x32xf32>) offsets(%{{.*}} : memref<4xi32>) outs(%{{.*}} : memref<1x?x4x32xbf16>) final(%{{.*}} : memref<3x4x64x32xf32>) {chunk_size = 64 : i64}
+// CHECK: mixer.linear_attention query(%{{.*}} : memref<1x?x4x64xbf16>) key(%{{.*}} : memref<1x?x4x64xbf16>) value(%{{.*}} : memref<1x?x4x32xbf16>) log_decay(%{{.*}} : memref<1x?x4xf32>) beta(%{{.*}} : memref<1x?x4xbf16>) scale(%{{.*}} : f32) init(%{{.*}} : memref<3x4x64x32xf32>) offsets(%{{.*}} : memref<4xi32>) outs(%{{.*}} : memref<1x?x4x32xbf16>) final(%{{.*}} : memref<3x4x64x32xf32>)
 func.func @gated_delta_rule(%q: memref<1x?x4x64xbf16>, %v: memref<1x?x4x32xbf16>,
     %g: memref<1x?x4xf32>, %b: memref<1x?x4xbf16>, %s: f32, %h0: memref<3x4x64x32xf32>,
     %cu: memref<4xi32>, %o: memref<1x?x4x32xbf16>, %hT: memref<3x4x64x32xf32>) {
@@ -10,7 +10,7 @@ func.func @gated_delta_rule(%q: memref<1x?x4x64xbf16>, %v: memref<1x?x4x32xbf16>
       value(%v : memref<1x?x4x32xbf16>) log_decay(%g : memref<1x?x4xf32>)
       beta(%b : memref<1x?x4xbf16>) scale(%s : f32) init(%h0 : memref<3x4x64x32xf32>)
       offsets(%cu : memref<4xi32>) outs(%o : memref<1x?x4x32xbf16>)
-      final(%hT : memref<3x4x64x32xf32>) {chunk_size = 64 : i64}
+      final(%hT : memref<3x4x64x32xf32>)
   return
 }
 
@@ -105,15 +105,14 @@ func.func @nothing_to_write(%q: memref<1x8x4x16xbf16>, %s: f32) {
 // -----
 
 // Grouped value heads (GVA): 2 query/key heads serve 6 value heads; decays,
-// beta, states and the workspace [B, T, H, K + V] follow the value heads.
-// CHECK-LABEL: func.func @grouped_heads_with_workspace
-// CHECK: workspace(%{{.*}} : memref<1x8x6x48xbf16>)
-func.func @grouped_heads_with_workspace(%q: memref<1x8x2x16xbf16>, %v: memref<1x8x6x32xbf16>,
-    %b: memref<1x8x6xf32>, %s: f32, %hT: memref<1x6x16x32xf32>, %ws: memref<1x8x6x48xbf16>) {
+// beta and states follow the value heads.
+// CHECK-LABEL: func.func @grouped_heads
+// CHECK: beta(%{{.*}} : memref<1x8x6xf32>)
+func.func @grouped_heads(%q: memref<1x8x2x16xbf16>, %v: memref<1x8x6x32xbf16>,
+    %b: memref<1x8x6xf32>, %s: f32, %hT: memref<1x6x16x32xf32>) {
   mixer.linear_attention query(%q : memref<1x8x2x16xbf16>) key(%q : memref<1x8x2x16xbf16>)
       value(%v : memref<1x8x6x32xbf16>) beta(%b : memref<1x8x6xf32>) scale(%s : f32)
       outs(%v : memref<1x8x6x32xbf16>) final(%hT : memref<1x6x16x32xf32>)
-      workspace(%ws : memref<1x8x6x48xbf16>)
   return
 }
 
@@ -128,48 +127,14 @@ func.func @heads_not_grouped(%q: memref<1x8x4x16xf32>, %v: memref<1x8x6x16xf32>,
 
 // -----
 
-func.func @workspace_shape(%q: memref<1x8x4x16xbf16>, %b: memref<1x8x4xf32>, %s: f32,
-                           %ws: memref<1x8x4x16xbf16>) {
-  // expected-error @+1 {{'mixer.linear_attention' op workspace must have shape [1, 8, 4, 32] ([batch, time, heads, key_dim + value_dim]), got [1, 8, 4, 16]}}
-  mixer.linear_attention query(%q : memref<1x8x4x16xbf16>) key(%q : memref<1x8x4x16xbf16>)
-      value(%q : memref<1x8x4x16xbf16>) beta(%b : memref<1x8x4xf32>) scale(%s : f32)
-      outs(%q : memref<1x8x4x16xbf16>) workspace(%ws : memref<1x8x4x16xbf16>)
-  return
-}
-
-// -----
-
-func.func @workspace_without_beta(%q: memref<1x8x4x16xbf16>, %s: f32,
-                                  %ws: memref<1x8x4x32xbf16>) {
-  // expected-error @+1 {{'mixer.linear_attention' op workspace serves the delta rule and per-key decays only: it needs beta or a [batch, time, heads, key_dim] log_decay}}
-  mixer.linear_attention query(%q : memref<1x8x4x16xbf16>) key(%q : memref<1x8x4x16xbf16>)
-      value(%q : memref<1x8x4x16xbf16>) scale(%s : f32) outs(%q : memref<1x8x4x16xbf16>)
-      workspace(%ws : memref<1x8x4x32xbf16>)
-  return
-}
-
-// -----
-
-// A per-key decay's workspace holds the decayed queries and keys (2 K), the
-// chunk's scores (64) and its total decay (K f32 = 2 K): 4 K + 64 columns.
-// CHECK-LABEL: func.func @vector_decay_with_workspace
-// CHECK: workspace(%{{.*}} : memref<1x8x4x128xbf16>)
-func.func @vector_decay_with_workspace(%q: memref<1x8x4x16xbf16>, %g: memref<1x8x4x16xf32>,
-    %s: f32, %ws: memref<1x8x4x128xbf16>) {
+// A per-key decay.
+// CHECK-LABEL: func.func @vector_decay
+// CHECK: log_decay(%{{.*}} : memref<1x8x4x16xf32>)
+func.func @vector_decay(%q: memref<1x8x4x16xbf16>, %g: memref<1x8x4x16xf32>,
+    %s: f32) {
   mixer.linear_attention query(%q : memref<1x8x4x16xbf16>) key(%q : memref<1x8x4x16xbf16>)
       value(%q : memref<1x8x4x16xbf16>) log_decay(%g : memref<1x8x4x16xf32>) scale(%s : f32)
-      outs(%q : memref<1x8x4x16xbf16>) workspace(%ws : memref<1x8x4x128xbf16>)
-  return
-}
-
-// -----
-
-func.func @vector_decay_workspace_shape(%q: memref<1x8x4x16xbf16>, %g: memref<1x8x4x16xf32>,
-    %s: f32, %ws: memref<1x8x4x32xbf16>) {
-  // expected-error @+1 {{'mixer.linear_attention' op workspace must have shape [1, 8, 4, 128] ([batch, time, heads, 4 key_dim + 64]), got [1, 8, 4, 32]}}
-  mixer.linear_attention query(%q : memref<1x8x4x16xbf16>) key(%q : memref<1x8x4x16xbf16>)
-      value(%q : memref<1x8x4x16xbf16>) log_decay(%g : memref<1x8x4x16xf32>) scale(%s : f32)
-      outs(%q : memref<1x8x4x16xbf16>) workspace(%ws : memref<1x8x4x32xbf16>)
+      outs(%q : memref<1x8x4x16xbf16>)
   return
 }
 

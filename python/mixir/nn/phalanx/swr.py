@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from ...ops.btp import BLOCK, HEAD_DIM
-from ...ops.scan import Window, _state_dtype, scan
+from ...ops._torch import state_dtype
+from ...ops.scan import Window, scan
 
 __all__ = ["Phalanx", "btp_pytorch", "btp_pytorch_linspace", "METHODS"]
 
@@ -27,7 +28,7 @@ def _blocks(coeff: torch.Tensor, x: torch.Tensor):
     B, H, L = coeff.shape
     if L % BLOCK:
         raise ValueError(f"btp reference: length {L} is not a multiple of {BLOCK}")
-    st = _state_dtype(coeff.dtype, x.dtype)  # the scan's state rule: fp32, fp64 for fp64
+    st = state_dtype(coeff.dtype, x.dtype)  # the scan's state rule: fp32, fp64 for fp64
     nb = L // BLOCK
     a = coeff.to(st).reshape(B, H, nb, BLOCK)
     u = x.to(st).reshape(B, H, HEAD_DIM, nb, BLOCK).permute(0, 1, 3, 4, 2)

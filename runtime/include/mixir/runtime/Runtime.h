@@ -38,6 +38,12 @@ MIXIR_RUNTIME_EXPORT void mixir_runtime_set_stream(void *stream);
  * The string stays valid until the next call on this thread. */
 MIXIR_RUNTIME_EXPORT const char *mixir_runtime_take_error(void);
 
+/* What the compiler's strategy needs to know of CUDA device `ordinal`: its
+ * compute capability, multiprocessors and opt-in shared memory per block
+ * (bytes). Returns 0 (and sets nothing) without a driver or device. */
+MIXIR_RUNTIME_EXPORT int mixir_runtime_device_facts(int ordinal, int *major, int *minor,
+                                                    int64_t *smCount, int64_t *sharedMemory);
+
 /* Number of kernel launches issued by this process (for tests). */
 MIXIR_RUNTIME_EXPORT uint64_t mixir_runtime_launch_count(void);
 
