@@ -168,7 +168,7 @@ def Mixer_LoweringConfigAttr : AttrDef<Mixer_Dialect, "LoweringConfig"> {
 
     ```mlir
     #mixer.lowering_config<kernel = tiled, tile = 256, unroll = 8,
-                           block = array<i64: 64, 1, 2>>
+                           block = [64, 1, 2]>
     #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true>
     ```
   }];

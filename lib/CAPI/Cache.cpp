@@ -42,8 +42,8 @@ std::atomic<uint64_t> memoryHits{0}, diskHits{0}, compiles{0};
 
 /// The GNU build id of this library (or, without one, a hash of its file):
 /// what tells one compiler build from another.
-std::string compilerIdentity() {
-  static std::string identity = [] {
+const std::string &compilerIdentity() {
+  static const std::string identity = [] {
     Dl_info info;
     std::string id;
     if (dladdr(reinterpret_cast<void *>(&compilerIdentity), &info) && info.dli_fbase) {

@@ -160,6 +160,18 @@ struct CallBuilder {
     auto unit = [&](StringRef name) { return attrs.getAs<UnitAttr>(name); };
     auto epsilon = attrs.getAs<FloatAttr>("epsilon");
     Operation *built = nullptr;
+    // The operands the op cannot do without (its ODS builders take them as given).
+    static const llvm::StringMap<std::vector<StringRef>> required = {
+        {"scan", {"gates", "inputs"}},
+        {"scan_adjoint",
+         {"gates", "inputs", "states", "output_grad", "gates_grad", "inputs_grad"}},
+        {"linear_attention", {"query", "key", "value", "scale"}},
+        {"linear_attention_adjoint",
+         {"query", "key", "value", "scale", "output_grad", "query_grad", "key_grad",
+          "value_grad"}}};
+    for (StringRef role : required.lookup(op))
+      if (!get(role))
+        return fail(Twine(op) + " needs its '" + role + "' operand");
     if (op.starts_with("scan")) {
       if (!window)
         return fail("a scan needs its `window` attribute");
@@ -174,9 +186,6 @@ struct CallBuilder {
                                       get("initial_state_grad"), window, unit("log_space"),
                                       unit("reverse"));
     } else {
-      for (StringRef required : {"query", "key", "value", "scale"})
-        if (!get(required))
-          return fail(Twine(op) + " needs its '" + required + "' operand");
       if (op == "linear_attention")
         built = LinearAttentionOp::create(
             b, loc, get("query"), get("key"), get("value"), get("log_decay"), get("beta"),

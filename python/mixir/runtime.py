@@ -93,9 +93,10 @@ _DESCRIPTORS = {r: _descriptor_type(r) for r in range(1, 7)}
 class Function:
     """A host function of a compiled module, called with torch tensors (memrefs) and
     Python floats (scalars: `scalars` maps an argument position to its ctypes type,
-    c_float by default for floats)."""
+    c_float by default for floats); `result`: the ctypes type of its result, if any
+    (e.g. c_int64 for an <op>_workspace_bytes function)."""
 
-    def __init__(self, module, name: str, scalars: Optional[dict] = None):
+    def __init__(self, module, name: str, scalars: Optional[dict] = None, result=None):
         fn = module.lookup_packed(f"_mlir_ciface_{name}")
         if not fn:
             raise KeyError(f"mixir: the module has no function {name!r} with a C interface")
@@ -103,11 +104,15 @@ class Function:
         self.name = name
         self._fn = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_void_p))(fn)
         self._scalars = scalars or {}
+        self._result = result
         self._lock = threading.Lock()
 
     def __call__(self, *args):
         keep = []
-        slots = (ctypes.c_void_p * len(args))()
+        slots = (ctypes.c_void_p * (len(args) + 1))()
+        out = self._result() if self._result else None
+        if out is not None:
+            slots[len(args)] = ctypes.cast(ctypes.pointer(out), ctypes.c_void_p)
         device = None
         for i, x in enumerate(args):
             if isinstance(x, torch.Tensor):
@@ -128,10 +133,11 @@ class Function:
         with self._lock:
             if device is None:
                 self._fn(slots)
-                return
+                return None if out is None else out.value
             with torch.cuda.device(device):
                 set_stream(torch.cuda.current_stream(device).cuda_stream)
                 self._fn(slots)
                 err = take_error()
         if err:
             raise RuntimeError(f"mixir: {err}")
+        return None if out is None else out.value

@@ -325,8 +325,9 @@ struct LinearAttentionFunction : torch::autograd::Function<LinearAttentionFuncti
                      ctx->saved_data["output_final_state"].toBool(),
                      c10::ArrayRef<bool>(needs.data(), needs.size()),
                      config ? std::optional<c10::string_view>(*config) : std::nullopt);
-    auto grad = [&](size_t i) { return i < g.size() && g[i].defined() && g[i].numel() ? g[i]
-                                                                                    : at::Tensor(); };
+    // What the forward's inputs asked for (the composite returns empty tensors
+    // for the rest).
+    auto grad = [&](size_t i) { return needs[i] ? g[i] : at::Tensor(); };
     return {grad(0),     grad(1),     grad(2),     grad(3),     grad(4),     at::Tensor(),
             grad(5),     at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor()};
@@ -366,6 +367,13 @@ struct MlstmFunction : torch::autograd::Function<MlstmFunction> {
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["last_states"] = lastStates;
+    int64_t needs = 0, bit = 0;
+    for (const at::Tensor *t : {&q, &k, &v, &i, &logF, present(c0), present(n0), present(m0)}) {
+      if (t && t->requires_grad())
+        needs |= int64_t(1) << bit;
+      ++bit;
+    }
+    ctx->saved_data["needs"] = needs;
     return {h, c, n, m};
   }
 
@@ -383,8 +391,8 @@ struct MlstmFunction : torch::autograd::Function<MlstmFunction> {
                      orNull(s[5]), orNull(s[6]), orNull(s[7]), ctx->saved_data["eps"].toDouble(),
                      ctx->saved_data["last_states"].toBool(), orNull(grads[0]), orNull(grads[1]),
                      orNull(grads[2]), orNull(grads[3]));
-    auto grad = [&](size_t i) { return i < g.size() && g[i].defined() && g[i].numel() ? g[i]
-                                                                                    : at::Tensor(); };
+    int64_t needs = ctx->saved_data["needs"].toInt();
+    auto grad = [&](size_t i) { return (needs >> i) & 1 ? g[i] : at::Tensor(); };
     return {grad(0), grad(1), grad(2), grad(3), grad(4), at::Tensor(),
             grad(5), grad(6), grad(7), at::Tensor(), at::Tensor()};
   }

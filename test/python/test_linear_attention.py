@@ -192,11 +192,11 @@ def grads_of(fn, leaves, do, dfinal):
 @pytest.mark.parametrize("decay", [None, "scalar", "vector"])
 @pytest.mark.parametrize("layout", ["batch", "equal_pieces", "varlen"])
 @pytest.mark.parametrize("states", [False, True])
-@pytest.mark.parametrize("split", [None, "64"])
-def test_gradients_match_oracle(monkeypatch, device, dtype, decay, layout, states, split):
-    """split: every pass (forward and the backward's) through the sequence split."""
-    if split:
-        monkeypatch.setenv("MIXIR_LA_SPLIT", split)
+@pytest.mark.parametrize("split", [None, 64])
+def test_gradients_match_oracle(device, dtype, decay, layout, states, split):
+    """split: every pass (forward and the backward's) through a sequence split into
+    pieces of 64 steps (a config override, which the backward's passes inherit)."""
+    config = None if split is None else SPLIT.format(piece=split)
     H, K, V = 2, 64, 64  # tensor-core eligible on CUDA for 16-bit inputs
     B, T = {"batch": (2, 150), "equal_pieces": (2, 128), "varlen": (1, 200)}[layout]
     cu = torch.tensor([0, 1, 64, 64, 130, 200], device=device) if layout == "varlen" else None
@@ -216,10 +216,9 @@ def test_gradients_match_oracle(monkeypatch, device, dtype, decay, layout, state
         hh = next(it) if states else None
         return impl(qq, kk, vv, gg, hh)
 
-    fn = la.chunk_gla if decay == "vector" else la.chunk_simple_gla
-    got = grads_of(lambda *xs: run(lambda a, b, c, d, e: fn(
-        a, b, c, d, scale=0.5, initial_state=e, output_final_state=True, cu_seqlens=cu), xs),
-        ours, do, dfinal)
+    got = grads_of(lambda *xs: run(lambda a, b, c, d, e: la.linear_attention(
+        a, b, c, d, scale=0.5, initial_state=e, output_final_state=True, cu_seqlens=cu,
+        vector_decay=decay == "vector", lowering_config=config), xs), ours, do, dfinal)
     want = grads_of(lambda *xs: run(lambda a, b, c, d, e: linear_attention_ref(
         a, b, c, g=d, scale=0.5, initial_state=e, cu_seqlens=cu), xs), oracle, do, dfinal)
     names = ["q", "k", "v"] + (["g"] if decay else []) + (["initial_state"] if states else [])
@@ -254,17 +253,16 @@ def test_internal_passes_refuse_gradients():
     differentiable: asking fails loudly instead of returning something wrong."""
     q, k, v, _, _ = inputs(1, 8, 2, 16, 16, torch.float64, "cpu", None)
     gv = torch.randn(1, 8, 2, 16, dtype=torch.float64).sigmoid().log()
-    o, _ = torch.ops.mixir.linear_attention(q.requires_grad_(), k, v, gv, None, 0.5, None, None,
-                                            False, True, None, False, True)
-    with pytest.raises(NotImplementedError, match="per-value-dimension decay"):
-        o.sum().backward()
-    with pytest.raises(NotImplementedError, match="time-reversed"):
-        torch.ops.mixir.linear_attention(q, k, v, None, None, 0.5, None, None, False, False,
-                                         None, True, False)[0].sum().backward()
+    with pytest.raises(RuntimeError, match="per-value-dimension decay"):
+        torch.ops.mixir.linear_attention(q.requires_grad_(), k, v, gv, None, 0.5, None, None,
+                                         False, None, False, True, None)
+    with pytest.raises(RuntimeError, match="time-reversed"):
+        torch.ops.mixir.linear_attention(q, k, v, None, None, 0.5, None, None, False, None,
+                                         True, False, None)
 
 
 # --- The delta rule's gradients: the adjoint kernel (mixer.linear_attention_adjoint) ----
-# It checkpoints the state every C steps (C from adjoint_chunk: 16 for these lengths)
+# It checkpoints the state every C steps (C near sqrt of the mean length: 16 here)
 # and recomputes each chunk while running back through it, so T = 150 crosses 9 chunk
 # boundaries and the varlen sequences end mid-chunk. Tolerances as GRAD_TOL: float64
 # is exact up to summation order; float32 is the state type's rounding; bf16 inputs
@@ -343,7 +341,7 @@ def test_adjoint_kernel_for_additive_updates(decay):
     h0 = torch.randn(B, H, K, V, generator=gen, dtype=torch.float64)
     do = torch.randn(B, T, H, V, generator=gen, dtype=torch.float64)
     dfinal = torch.randn(B, H, K, V, generator=gen, dtype=torch.float64)
-    got = la.run_adjoint(q, k, v, g, None, 0.7, h0, None, do, dfinal)
+    got = la.adjoint(q, k, v, g, None, 0.7, h0, None, do, dfinal)
     leaves = [x.clone().requires_grad_() for x in (q, k, v, g, h0) if x is not None]
     it = iter(leaves)
     rq, rk, rv = next(it), next(it), next(it)
@@ -355,10 +353,34 @@ def test_adjoint_kernel_for_additive_updates(decay):
         assert rel(got[name], b) < GRAD_TOL[torch.float64], (name, rel(got[name], b))
 
 
-def test_adjoint_chunk_strategy():
-    """About sqrt(longest): few checkpoints plus few recomputed states."""
-    assert la.adjoint_chunk(1) == 16 and la.adjoint_chunk(150) == 16
-    assert la.adjoint_chunk(4096) == 64 and la.adjoint_chunk(65536) == 256
+def workspace_bytes(op, operands, attributes=None, target="cpu"):
+    """What the compiled module of a call asks of its workspace (its generated
+    <op>_workspace_bytes), for tensors known only by their facts (meta tensors)."""
+    import ctypes
+    import mixir
+    from calls import operand
+    ops = [operand(role, x) for role, x in operands]
+    m = mixir._compiler.compile_call(op, ops, attributes, target=target, sm_count=132,
+                                     runtime=mixir.runtime.library_path())
+    args = [x for _, x in operands] + [torch.empty(0, dtype=torch.uint8, device="meta")]
+    return mixir.runtime.Function(m, f"{op}_workspace_bytes", result=ctypes.c_int64)(*args)
+
+
+def test_adjoint_checkpoint_interval():
+    """The adjoint's checkpoint interval C follows the mean sequence length at run time
+    (near its square root: ceil(L / C) + C states), read off its scratch: per head
+    floor(B T / C) + N + 1 checkpoints and N (C + 1) more states."""
+    def interval(B, T):
+        K = V = 4
+        meta = lambda *shape: torch.empty(*shape, device="meta", dtype=torch.float64)  # noqa
+        ops = [("query", meta(B, T, 1, K)), ("key", meta(B, T, 1, K)), ("value", meta(B, T, 1, V)),
+               ("scale", 0.5), ("output_grad", meta(B, T, 1, V)), ("query_grad", meta(B, T, 1, K)),
+               ("key_grad", meta(B, T, 1, K)), ("value_grad", meta(B, T, 1, V))]
+        got = workspace_bytes("linear_attention_adjoint", ops)
+        states = lambda C: B * T // C + B + 1 + B * (C + 1)  # noqa: E731
+        return [C for C in (16, 32, 64, 128, 256) if -(-states(C) * K * V * 8 // 256) * 256 == got]
+    assert interval(2, 150) == [16] and interval(1, 4096) == [64]
+    assert interval(1, 65536) == [256]
 
 
 def test_registered_op_passes_opcheck():
@@ -368,18 +390,17 @@ def test_registered_op_passes_opcheck():
     for x in (q, k, v, g, h0):
         x.requires_grad_()
     cu = torch.tensor([0, 7, 20])
-    torch.library.opcheck(torch.ops.mixir.linear_attention.default,
-                          (q, k, v, g, None, 0.25, torch.cat([h0, h0]), cu, True, False, None, False,
-                           False))
-    torch.library.opcheck(torch.ops.mixir.linear_attention.default,
-                          (q, k, v, None, None, 0.25, None, None, False, False, None, False, False))
+    op = torch.ops.mixir.linear_attention.default
+    torch.library.opcheck(op, (q, k, v, g, None, 0.25, torch.cat([h0, h0]), cu, True, None,
+                               False, False, None))
+    torch.library.opcheck(op, (q, k, v, None, None, 0.25, None, None, False, None, False, False,
+                               None))
     gk = torch.randn(1, 20, 2, 16).sigmoid().log().requires_grad_()  # a per-key decay
-    torch.library.opcheck(torch.ops.mixir.linear_attention.default,
-                          (q, k, v, gk, None, 0.25, h0, None, True, True, None, False, False))
+    torch.library.opcheck(op, (q, k, v, gk, None, 0.25, h0, None, True, None, False, False,
+                               None))
     beta = torch.rand(1, 20, 2).sigmoid().requires_grad_()  # the delta rule (adjoint kernel)
-    torch.library.opcheck(torch.ops.mixir.linear_attention.default,
-                          (q, k, v, g, beta, 0.25, torch.cat([h0, h0]), cu, True, False, None,
-                           False, False))
+    torch.library.opcheck(op, (q, k, v, g, beta, 0.25, torch.cat([h0, h0]), cu, True, None,
+                               False, False, None))
 
 
 @pytest.mark.parametrize("variant", ["simple_gla", "gated_delta_rule"])
@@ -405,18 +426,20 @@ def test_torch_compile_forward_and_backward(variant):
 
 
 # --- The sequence split (two-phase schedule) -------------------------------------------
-# On CUDA the strategy splits the tensor-core kernel when it would leave SMs idle;
-# MIXIR_LA_SPLIT forces a piece length for every additive variant on any device, so
-# the mechanism (state pass, combine over pieces, fused pass from the pieces' states)
-# is checked on CPU in float64 as well.
+# On CUDA the strategy splits the tensor-core kernel when it would leave SMs idle (a rule
+# the generated code evaluates on the sizes of each call); a lowering config forces a
+# piece length for every additive variant on any device, so the mechanism (state pass,
+# scan over pieces, output pass from the pieces' states) is checked on CPU in float64.
+
+SPLIT = "#mixer.lowering_config<sequence_split = #mixer.sequence_split<piece = {piece}>>"
+
 
 @pytest.mark.parametrize("device,dtype", [("cpu", torch.float64),
                                           pytest.param("cuda", torch.bfloat16,
                                                        marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("variant", ["none", "simple_gla", "gla"])
 @pytest.mark.parametrize("layout", ["batch", "equal_pieces", "varlen"])
-def test_sequence_split_matches_oracle(monkeypatch, device, dtype, variant, layout):
-    monkeypatch.setenv("MIXIR_LA_SPLIT", "64")
+def test_sequence_split_matches_oracle(device, dtype, variant, layout):
     B, T = {"batch": (2, 300), "equal_pieces": (2, 256), "varlen": (1, 400)}[layout]
     cu = torch.tensor([0, 0, 100, 101, 400], device=device) if layout == "varlen" else None
     N = B if cu is None else 4
@@ -427,25 +450,47 @@ def test_sequence_split_matches_oracle(monkeypatch, device, dtype, variant, layo
     g = None if g is None else g.to(state)
     h0 = torch.randn(N, 2, 64, 64, generator=torch.Generator().manual_seed(6)).to(device, state)
     o, f = la.linear_attention(q, k, v, g, initial_state=h0, output_final_state=True,
-                               cu_seqlens=cu, vector_decay=variant == "gla")
+                               cu_seqlens=cu, vector_decay=variant == "gla",
+                               lowering_config=SPLIT.format(piece=64))
     ro, rf = linear_attention_ref(q, k, v, g=g, initial_state=h0, cu_seqlens=cu)
     assert rel(o, ro) < TOL[dtype], rel(o, ro)
     assert rel(f, rf) < (1e-12 if dtype == torch.float64 else STATE_TOL[dtype]), rel(f, rf)
 
 
-def test_split_strategy():
-    """Split only the tensor-core kernel, only when it leaves SMs idle, into pieces of
-    whole chunks that fill one wave; never into pieces as long as the sequence."""
-    cuda = torch.device("cuda", 0)
-    la._sm_count.cache_clear()
-    import unittest.mock as mock
-    with mock.patch.object(la, "_sm_count", lambda d: 132):
-        assert la.split_length(2, 16, 128, 32768, 16384, cuda, True) == 2048   # 64 -> 512 blocks
-        assert la.split_length(1, 96, 128, 8192, 8192, cuda, True) == 0        # 192 blocks
-        assert la.split_length(4, 16, 128, 8192, 2048, cuda, True) == 0        # 128 blocks
-        assert la.split_length(2, 16, 128, 32768, 16384, cuda, False) == 0     # recurrent kernel
-        assert la.split_length(8, 8, 64, 8192, 1024, cuda, True) == 0          # short sequences
-        assert la.split_length(1, 4, 64, 100000, None, cuda, True) == 768      # 132 pieces
+@pytest.mark.skipif(not __import__("os").path.isdir(__import__("os").path.join(
+    __import__("os").environ.get("CUDA_HOME", "/usr/local/cuda"), "nvvm")),
+    reason="no CUDA toolkit (libdevice) on this host")
+def test_split_rule_on_the_sizes_of_each_call():
+    """The strategy's split rule for an H200 (132 SMs), as the compiled module evaluates
+    it: only when the unsplit kernel fills at most half the SMs, on mean sequences of
+    4096+ steps, into pieces that aim at 4 blocks per SM. Read off the scratch the module
+    asks for (simple GLA has none unsplit): P pieces of [N, H, K, V] states, P + 1 piece
+    starts, per-chunk and per-piece decay sums."""
+    meta = lambda *shape, dtype=torch.bfloat16: torch.empty(*shape, device="meta", dtype=dtype)  # noqa
+
+    def pieces(B, T, H, D, cu=None):
+        N = B if cu is None else cu - 1
+        ops = [("query", meta(B, T, H, D)), ("key", meta(B, T, H, D)), ("value", meta(B, T, H, D)),
+               ("log_decay", meta(B, T, H, dtype=torch.float32)), ("scale", 0.5)]
+        if cu is not None:
+            ops.append(("offsets", meta(cu, dtype=torch.int32)))
+        ops.append(("output", meta(B, T, H, D)))
+        got = workspace_bytes("linear_attention", ops, target="sm_90a")
+        if got == 0:
+            return 0
+        align = lambda x: -(-x // 256) * 256  # noqa: E731
+        chunks = -(-T // 64)
+        for P in range(1, T // 64 + 1):
+            state = N * H * D * D * 4
+            if align(P * state) + align((P + 1) * state) + align(chunks * N * H * D * 4) + \
+                    align(P * N * H * D * 4) == got:
+                return P
+        raise AssertionError(f"unexpected workspace {got}")
+    assert pieces(2, 16384, 16, 128) == 8          # 64 blocks: pieces of 2048 steps
+    assert pieces(1, 8192, 96, 128) == 0           # 192 blocks fill the SMs
+    assert pieces(4, 2048, 16, 128) == 0           # 128 blocks, and short
+    assert pieces(8, 1024, 8, 64) == 0             # short sequences
+    assert pieces(1, 100032, 4, 64, cu=2) == 131   # one packed sequence: 768-step pieces
 
 
 def test_empty_sequence_passes_state_through():

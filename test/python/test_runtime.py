@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import mixir
-from mixir import _runtime
-from mixir.ops.scan import _descriptor, scan_ir
+from mixir import runtime
+from calls import scan_ir
 
 
 def _has_libcuda():
@@ -24,20 +24,35 @@ def _has_libcuda():
 @pytest.mark.skipif(not os.path.isdir(os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"),
                                                    "nvvm")), reason="no CUDA toolkit (libdevice)")
 def test_launch_without_driver_reports_libcuda():
-    ir = scan_ir("f32", "f32", "f32", mixir.ops.jagged(k=2), False, False, False, True)
-    m = mixir.compile(ir, "sm_90a", "host=1", runtime=_runtime.library_path())
-    fn = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 4)(m.lookup("_mlir_ciface_scan"))
     a, h, f = torch.rand(1, 32, 4), torch.empty(1, 32, 4), torch.empty(1, 4)
-    descs = [_descriptor(t) for t in (a, a, h, f)]
-    before = _runtime.launch_count()
-    fn(*[ctypes.addressof(d) for d in descs])
-    err = _runtime.take_error()
+    ir = scan_ir(a, a, h, f, window=mixir.ops.jagged(k=2), target="sm_90a")
+    m = mixir.compile(ir, "sm_90a", "host=1", runtime=runtime.library_path())
+    before = runtime.launch_count()
+    runtime.Function(m, "scan")(a, a, h, f)   # host tensors: the launch itself fails
+    err = runtime.take_error()
     assert err and "libcuda.so.1" in err
-    assert _runtime.take_error() is None          # taken once
-    assert _runtime.launch_count() == before
+    assert runtime.take_error() is None          # taken once
+    assert runtime.launch_count() == before
 
 
 def test_host_code_needs_the_runtime_library():
-    ir = scan_ir("f32", "f32", "f32", mixir.ops.Window(), False, False, False, True)
+    a = torch.empty(1, 8, 4)
+    ir = scan_ir(a, a, a, torch.empty(1, 4), target="sm_90a")
     with pytest.raises(mixir.CompileError, match="needs the runtime library"):
         mixir.compile(ir, "sm_90a", "host=1")
+
+
+def test_cpu_function_runs_compiled_code():
+    a, b = torch.rand(2, 40, 3), torch.randn(2, 40, 3)
+    h, f = torch.empty(2, 40, 3), torch.empty(2, 3)
+    m = mixir.compile(scan_ir(a, b, h, f), "cpu")
+    runtime.Function(m, "scan")(a, b, h, f)
+    want, want_f = mixir.ops.scan(a, b, output_final_state=True)
+    assert torch.equal(h, want) and torch.equal(f, want_f)
+
+
+def test_device_facts_need_a_driver():
+    if _has_libcuda():
+        pytest.skip("this host has a CUDA driver")
+    with pytest.raises(RuntimeError, match="cannot read CUDA device 0"):
+        runtime.device_facts(0)

@@ -158,15 +158,16 @@ def test_streaming_continuation(window, split):
 @pytest.mark.parametrize("window", ["global", "jagged2"])
 def test_tile_size_and_unroll_do_not_change_results(tile, reverse, unroll, window):
     """Tiles must hand the carry across every boundary (a dropped carry shows here), and
-    the unrolled main loop with its remainder must cover every step exactly once."""
-    from mixir.ops.scan import _Kernel, scan_ir
+    the unrolled main loop with its remainder must cover every step exactly once. The
+    shape is forced by a lowering config in the IR (overriding the strategy)."""
+    from calls import scan_ir
     gen = torch.Generator().manual_seed(10)
     a, b, h0 = make_inputs(2, 1000, 3, torch.float64, False, gen)
     w = WINDOWS[window] or mixir.ops.Window()
-    ir = scan_ir("f64", "f64", "f64", w, reverse, False, True, True)
-    kernel = _Kernel(ir, 5, torch.device("cpu"), options=f"tile-size={tile} unroll={unroll}")
     h, hT = torch.full_like(a, float("nan")), torch.empty(2, 3, dtype=torch.float64)
-    kernel(a, b, h0, h, hT)
+    ir = scan_ir(a, b, h, hT, init=h0, window=w, reverse=reverse,
+                 config=f"#mixer.lowering_config<tile = {tile}, unroll = {unroll}>")
+    mixir.runtime.Function(mixir.compile(ir, "cpu"), "scan")(a, b, h0, h, hT)
     ref, ref_final = scan_ref(a, b, h0, reverse=reverse, window=window_ref(WINDOWS[window]))
     assert rel_err(h, ref) <= 1e-12 and rel_err(hT, ref_final) <= 1e-12
 
@@ -226,14 +227,13 @@ def test_varlen_errors():
         mixir.ops.scan(a, a, torch.zeros(1, 2), cu_seqlens=torch.tensor([0, 10, 40]))
 
 
-def test_clearing_python_caches_keeps_cpp_kernels_alive():
-    """The C++ op caches function addresses; clearing Python's tables must not free them."""
+def test_clearing_the_compile_cache_keeps_kernels_alive():
+    """The C++ op caches function addresses; clearing the compile cache must not free
+    them."""
     from mixir import cache
-    from mixir.ops.scan import _kernels
     a = torch.rand(2, 33, 3)
     first, _ = mixir.ops.scan(a, a, window=mixir.ops.jagged(block=8, k=2))
-    _kernels.clear()
-    cache._memory.clear()
+    cache.clear_memory()
     import gc
     gc.collect()
     again, _ = mixir.ops.scan(a, a, window=mixir.ops.jagged(block=8, k=2))
