@@ -1,6 +1,6 @@
 // REQUIRES: cuda-toolkit
-// RUN: mixer-opt %s --mixer-to-nvvm="toolkit=%cuda_toolkit" | FileCheck %s
-// RUN: mixer-opt %s --mixer-to-nvvm="toolkit=%cuda_toolkit chip=sm_90a tile-size=128 block-size=64" | FileCheck %s --check-prefix=TILED
+// RUN: sed -e 's/CONFIG//' %s | mixer-opt --mixer-to-nvvm="toolkit=%cuda_toolkit" | FileCheck %s
+// RUN: sed -e 's/CONFIG/{mixer.lowering_config = #mixer.lowering_config<tile = 128, block = [64, 1, 1]>}/' %s | mixer-opt --mixer-to-nvvm="toolkit=%cuda_toolkit chip=sm_90a" | FileCheck %s --check-prefix=TILED
 
 // mixer IR all the way to PTX for sm_90a. exp (log-space gates) must come from
 // libdevice, linked and inlined: an unresolved __nv_* extern would only fail
@@ -18,8 +18,8 @@
 // CHECK-NOT:  .extern .func __nv_
 // CHECK-NOT:  mixer.
 
-// Channels on threadIdx.x (block-size threads), batch rows and time tiles on
-// the grid.
+// A config in the IR overrides the strategy's tile and block: channels on
+// threadIdx.x (64 threads), batch rows and time tiles on the grid.
 // TILED-DAG: %[[TILE:.*]] = arith.constant 128 : index
 // TILED-DAG: %[[BS:.*]] = arith.constant 64 : index
 // TILED:     %[[NT:.*]] = arith.ceildivui %{{.*}}, %[[TILE]]
@@ -29,6 +29,6 @@
 !st = memref<?x?xf32, strided<[?, ?], offset: ?>>
 func.func @scan(%a: !seq, %b: !seq, %h0: !st, %h: !seq, %f: !st) {
   mixer.scan jagged<block = 16, k = 2> log_space gates(%a : !seq) inputs(%b : !seq)
-      init(%h0 : !st) outs(%h : !seq) final(%f : !st)
+      init(%h0 : !st) outs(%h : !seq) final(%f : !st) CONFIG
   return
 }
