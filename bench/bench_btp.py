@@ -189,6 +189,7 @@ def main():
     p.add_argument("--out", default=os.environ.get("OUT", "."))
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only", default="btp,decode,layers")
+    p.add_argument("--tag", default="", help="suffix of the JSON file (e.g. '_before')")
     args = p.parse_args()
     dev = torch.cuda.get_device_name()
     copy_gbs = copy_bandwidth()
@@ -203,7 +204,7 @@ def main():
     if "layers" in parts:
         bench_layers(results, args.quick)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench_btp.json"), "w") as f:
+    with open(os.path.join(args.out, f"bench_btp{args.tag}.json"), "w") as f:
         json.dump(results, f, indent=1)
 
 

@@ -50,6 +50,15 @@ S1 = [(1, 8192, 96, 128), (2, 16384, 16, 128), (4, 2048, 16, 128), (4, 4096, 64,
       (8, 2048, 32, 256), (8, 1024, 8, 64)]
 
 
+def simple_gla_split(split: str):
+    """Our simple GLA with the compiler's sequence split overridden by `split` (a
+    #mixer.sequence_split), or None for an older checkout without lowering configs."""
+    if not hasattr(la, "linear_attention"):
+        return None
+    config = f"#mixer.lowering_config<sequence_split = {split}>"
+    return lambda q, k, v, g, **kw: la.linear_attention(q, k, v, g, lowering_config=config, **kw)
+
+
 def flops(B, T, H, K, V, C=64, delta=False):
     extra = 2 * (C / 2) * (2 * K + V) + 2 * K * V if delta else 0
     return B * T * H * (2 * (C / 2) * (K + V) + 4 * K * V + extra)
@@ -214,6 +223,8 @@ def main():
                     help="comma-separated S1 row indices (0-5) and/or 'varlen' (default all)")
     ap.add_argument("--set", default="s1", choices=("s1", "s2"))
     ap.add_argument("--profile", action="store_true", help="our kernels' device times per row")
+    ap.add_argument("--sweep", action="store_true",
+                    help="simple GLA at fixed sequence-split piece lengths too")
     ap.add_argument("--fwd-only", action="store_true",
                     help="no forward + backward and no piece-length sweep")
     a = ap.parse_args()
@@ -248,19 +259,17 @@ def main():
             try:
                 row = run_case(op, ours, peers.get(op), args, kw, nflop)
                 if op == "simple_gla" and not a.fwd_only:
-                    # The same kernel without the sequence split.
-                    os.environ["MIXIR_LA_SPLIT"] = "0"
-                    row["unsplit_ms"] = bench(lambda: ours(*args, **kw))
-                    del os.environ["MIXIR_LA_SPLIT"]
-                    # Piece lengths around the strategy's choice, where it splits.
-                    if la.split_length(B if cu is None else len(cu) - 1, H, D, B * T,
-                                       None if cu else T, q.device, D <= 128):
+                    # The same kernel without the sequence split (the split's rule
+                    # overridden by one that never splits), and with fixed pieces.
+                    never = simple_gla_split("#mixer.sequence_split<>")
+                    if never is not None:
+                        row["unsplit_ms"] = bench(lambda: never(*args, **kw))
+                    if a.sweep and never is not None:
                         row["pieces_ms"] = {}
                         for piece in (1024, 2048, 4096, 8192):
                             if piece < T:
-                                os.environ["MIXIR_LA_SPLIT"] = str(piece)
-                                row["pieces_ms"][piece] = bench(lambda: ours(*args, **kw))
-                        os.environ.pop("MIXIR_LA_SPLIT", None)
+                                fixed = simple_gla_split(f"#mixer.sequence_split<piece = {piece}>")
+                                row["pieces_ms"][piece] = bench(lambda: fixed(*args, **kw))
                     row.update(fwd_bwd_case(ours, peers, args, kw, nflop))
                 if op == "gla" and not a.fwd_only:
                     row.update(fwd_bwd_case(ours, peers, args, kw, nflop, per_key=True))

@@ -20,7 +20,6 @@ import torch._functorch.config
 import triton.testing
 
 import mixir
-from mixir import _runtime
 
 
 def bench(fn, rep=200):
@@ -28,7 +27,10 @@ def bench(fn, rep=200):
 
 
 def peer(measure):
-    """A peer's time in ms, or NaN when the peer runs out of memory at this size."""
+    """A peer's time in ms, or NaN when the peer runs out of memory at this size (or
+    when MIXIR_BENCH_NO_PEERS=1: a before/after run of mixir alone)."""
+    if os.environ.get("MIXIR_BENCH_NO_PEERS") == "1":
+        return float("nan")
     try:
         return measure()
     except torch.OutOfMemoryError:
@@ -83,6 +85,34 @@ def ref_global(a, b, block=16):
     carry = ref_global(cs[:, :, -1].exp(), local[:, :, -1], block)   # state at block ends
     prev = torch.cat([torch.zeros_like(carry[:, :1]), carry[:, :-1]], 1)
     return (local + cs.exp() * prev[:, :, None, :]).reshape(B, -1, D)[:, :T]
+
+
+def scan_call_ir():
+    """The IR of a bf16 jagged (k = 1) reverse log-space scan at [2, 4096, 2048], as the op
+    builds it, and the runtime library path (an older checkout built IR in Python)."""
+    try:
+        from mixir import runtime
+        x = torch.empty(2, 4096, 2048, dtype=torch.bfloat16, device="meta")
+        h = torch.empty(2, 4096, 2048, device="meta")
+        dt = {torch.bfloat16: "bf16", torch.float32: "f32"}
+        ops = [mixir.Operand(r, dt[t.dtype], t.shape, t.stride())
+               for r, t in [("gates", x), ("inputs", x), ("output", h)]]
+        ir = mixir.build_call("scan", ops, "{window = #mixer.window<jagged, block = 16, k = 1>, "
+                              "reverse, log_space}", "sm_90a", 132, 232448)
+        return ir, runtime.library_path()
+    except (ImportError, AttributeError):
+        from mixir import _runtime
+        from mixir.ops.scan import scan_ir
+        return (scan_ir("bf16", "bf16", "f32", mixir.ops.jagged(k=1), True, True, False, True),
+                _runtime.library_path())
+
+
+def clear_memory_cache():
+    from mixir import cache
+    if hasattr(cache, "clear_memory"):
+        cache.clear_memory()
+    else:
+        cache._memory.clear()
 
 
 def main():
@@ -182,16 +212,14 @@ def main():
     # they compiled for the life of the process).
     import tempfile
     from mixir import cache
-    from mixir.ops.scan import scan_ir
     os.environ["MIXIR_CACHE_DIR"] = tempfile.mkdtemp(prefix="mixir-bench-cache-")
-    ir = scan_ir("bf16", "bf16", "f32", mixir.ops.jagged(k=1), True, True, False, True)
+    ir, runtime_library = scan_call_ir()
     for label in ("cold", "disk cache hit"):
-        cache._memory.clear()
+        clear_memory_cache()
         t = time.perf_counter()
-        cache.compile_cached(ir, "sm_90a", "host=1", runtime=_runtime.library_path())
+        cache.compile_cached(ir, "sm_90a", "host=1", runtime=runtime_library)
         results[f"compile_ms_{label}"] = (time.perf_counter() - t) * 1e3
         print(f"{label}: compile (or load) {results[f'compile_ms_{label}']:.0f} ms")
-    print(f"launches so far {_runtime.launch_count()}")
 
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"bench_scan{args.tag}.json"), "w") as f:

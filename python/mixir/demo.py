@@ -43,9 +43,13 @@ def main() -> int:
     b = torch.randn(B, T, D, generator=gen).to(device)
     h0 = torch.randn(B, D, generator=gen).to(device)
 
-    # The GPU code of the same IR, compiled to PTX for the H100 (sm_90a).
-    from mixir.ops.scan import scan_ir
-    ir = scan_ir("f32", "f32", "f32", mixir.ops.jagged(k=2), False, False, True, True)
+    # The GPU code of the same call, compiled to PTX for the H100/H200 (sm_90a): the
+    # IR the op builds from its tensors' facts.
+    facts = [mixir.Operand(role, "f32", x.shape, x.stride())
+             for role, x in [("gates", a), ("inputs", b), ("initial_state", h0), ("output", b),
+                             ("final_state", h0)]]
+    ir = mixir.build_call("scan", facts, "{window = #mixer.window<jagged, block = 16, k = 2>}",
+                          "sm_90a", sm_count=132)
     t = time.perf_counter()
     try:
         ptx = mixir.compile(ir, target="sm_90a")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import mixir
-from mixir import _runtime
+from mixir import runtime
 from mixir.reference import scan_ref, scan_ref_torch
 from scan_inputs import random_scan_inputs
 
@@ -143,10 +143,10 @@ def test_runs_on_current_stream_and_in_cuda_graphs():
     ref, _ = mixir.ops.scan(a, b, h0, window=WINDOWS["jagged2"])
     s = torch.cuda.Stream()
     with torch.cuda.stream(s):
-        before = _runtime.launch_count()
+        before = runtime.launch_count()
         h, _ = mixir.ops.scan(a, b, h0, window=WINDOWS["jagged2"])
     s.synchronize()
-    assert _runtime.launch_count() == before + 1 and torch.equal(h, ref)
+    assert runtime.launch_count() == before + 1 and torch.equal(h, ref)
     g = torch.cuda.CUDAGraph()
     static_a = a.clone()
     with torch.cuda.graph(g):
@@ -172,26 +172,31 @@ def test_opcheck_and_compile_on_gpu():
 
 def test_libraries_coexist_with_triton():
     import triton  # noqa: F401  (its own LLVM in the same process)
-    from mixir.ops.scan import scan_ir
-    m = mixir.compile(scan_ir("f32", "f32", "f32", mixir.ops.jagged(), False,
-                                             False, False, True), target="sm_90a")
+    from calls import scan_ir
+    x = torch.empty(2, 64, 8, device="meta")
+    m = mixir.compile(scan_ir(x, x, x, window=mixir.ops.jagged(), target="sm_90a"),
+                      target="sm_90a")
     assert ".entry scan_kernel" in m.ptx
 
 
-def test_offsets_beyond_int32_take_64bit_kernels():
+def test_offsets_beyond_int32_take_64bit_kernels(tmp_path, monkeypatch):
     """Kernels index in 32 bits only when every offset fits; a view reaching past 2^31
-    elements must take the 64-bit kernels and still be right."""
-    from mixir.ops.scan import _fits_int32
+    elements must take the 64-bit kernels (the op tells the compiler so: the recorded
+    call's fact) and still be right."""
+    import json
+    record = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("MIXIR_RECORD", str(record))
     big = torch.empty(2**31 + 64, dtype=torch.bfloat16, device="cuda")   # 4 GiB
     T, D, far = 3, 16, 2**31 - 8                                          # time stride > 2^31 / 3
     a = big.as_strided((1, T, D), (0, far // 2, 1))
     b = big.as_strided((1, T, D), (0, far // 2, 1), storage_offset=32)
-    assert not _fits_int32(a, b)
     # a and b overlap in storage (b is a shifted view of a): fill once, read both.
     big[: (far // 2) * (T - 1) + D + 64].uniform_(0.1, 0.9)
     h, hT = mixir.ops.scan(a, b, window=WINDOWS["jagged2"], output_final_state=True)
     ref, rf = scan_ref(a.cpu(), b.cpu(), None, window=wref(WINDOWS["jagged2"]))
     assert rel_err(h, ref) <= 1e-5 and rel_err(hT, rf) <= 1e-5
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [c["offsets_fit_i32"] for c in calls if c["op"] == "scan"] == [0]
     del big
     torch.cuda.empty_cache()
 
