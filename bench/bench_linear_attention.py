@@ -135,6 +135,8 @@ def make(B, T, H, D, delta, seed=0, per_key=False):
 
 
 def fla_ops():
+    if os.environ.get("MIXIR_BENCH_NO_PEERS") == "1":  # a before/after run of mixir alone
+        return {}
     try:
         from fla.ops.simple_gla import chunk_simple_gla
         from fla.ops.gla import chunk_gla
@@ -223,6 +225,7 @@ def main():
                     help="comma-separated S1 row indices (0-5) and/or 'varlen' (default all)")
     ap.add_argument("--set", default="s1", choices=("s1", "s2"))
     ap.add_argument("--profile", action="store_true", help="our kernels' device times per row")
+    ap.add_argument("--tag", default="", help="suffix of the JSON file (e.g. '_before')")
     ap.add_argument("--sweep", action="store_true",
                     help="simple GLA at fixed sequence-split piece lengths too")
     ap.add_argument("--fwd-only", action="store_true",
@@ -311,7 +314,7 @@ def main():
             torch.cuda.empty_cache()
             if a.out:  # after every row: a run cut short keeps what it measured
                 os.makedirs(a.out, exist_ok=True)
-                with open(os.path.join(a.out, "bench_linear_attention.json"), "w") as f:
+                with open(os.path.join(a.out, f"bench_linear_attention{a.tag}.json"), "w") as f:
                     json.dump({"device": torch.cuda.get_device_name(),
                                "torch": torch.__version__, "rows": rows}, f, indent=1)
 
