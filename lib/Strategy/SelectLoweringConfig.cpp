@@ -46,6 +46,7 @@ constexpr int64_t kVectorBytes = 16;
 // Channels-by-time layouts (BTP): one block per thread, tiles on threadIdx.x
 // in blocks of 64 (bench/sweep_btp.py, H100: forward 65% -> 97% of copy).
 constexpr int64_t kTimeMajorThreads = 64;
+constexpr unsigned kScanOutputIndex = 3; // mixer.scan's output (ODS operand index)
 
 // --- Linear attention --------------------------------------------------------
 constexpr int64_t kChunk = 64;     // the tensor-core kernels' chunk
@@ -123,7 +124,12 @@ struct Strategy {
     bool exchange = false;
     if (timeMajor) {
       blockShape = threads(kTimeMajorThreads, 1, 1);
-      exchange = forward && exchangeOutputGroup(cast<ScanOp>(op), kVectorBytes) > 0;
+      // The exchange stores 16-byte chunks of the output: only where the
+      // output's blocks are aligned too (a [B, D, T] output with T not a
+      // multiple of 4 has rows that are not).
+      bool outputAligned = (vectorOperands >> kScanOutputIndex) & 1;
+      exchange = forward && outputAligned &&
+                 exchangeOutputGroup(cast<ScanOp>(op), kVectorBytes) > 0;
     }
     return LoweringConfigAttr::get(ctx, KernelKind::Tiled, block, kGpuUnroll, blockShape,
                                    timeMajor, exchange, kVectorBytes, vectorOperands, indexBits,
@@ -133,7 +139,7 @@ struct Strategy {
   LoweringConfigAttr choose(ScanOp op) const {
     // ODS operand indices: gates 0, inputs 1, output 3.
     return scanConfig(op, op.getWindow(), op.getGates(),
-                      {{0, op.getGates()}, {1, op.getInputs()}, {3, op.getOutput()}}, 1,
+                      {{0, op.getGates()}, {1, op.getInputs()}, {kScanOutputIndex, op.getOutput()}}, 1,
                       /*forward=*/true);
   }
 

@@ -246,6 +246,11 @@ private:
       return op.emitOpError() << "mixer-tile-scan: exchange_output needs time_fastest and "
                                  "tiles of one block (tile = "
                               << blockLen << ")";
+    // The exchange stores aligned 16-byte chunks: the config must say that the
+    // output's blocks are aligned (operand 3 among the vectorised ones).
+    if (exchangeOutput && !config.vectorizes(3))
+      return op.emitOpError("mixer-tile-scan: exchange_output needs the output among "
+                            "vector_operands (its blocks aligned)");
     int64_t group = exchangeOutput ? exchangeOutputGroup(op, vectorAlignment) : 0;
     if (exchangeOutput && !group)
       return op.emitOpError("mixer-tile-scan: exchange_output needs an f32 output with a unit "

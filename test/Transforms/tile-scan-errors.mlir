@@ -32,6 +32,18 @@ func.func @no_config(%a: memref<?x?x?xf32>, %h: memref<?x?x?xf32>) {
 func.func @exchange_without_unit_time_stride(%a: !hm, %b: !hm, %h: !hm) {
   // expected-error @+1 {{exchange_output needs an f32 output with a unit time stride}}
   mixer.scan jagged<block = 16, k = 2> gates(%a : !hm) inputs(%b : !hm) outs(%h : !hm)
-      {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, tile = 16, time_fastest = true, exchange_output = true, vector_alignment = 16>}
+      {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, tile = 16, time_fastest = true, exchange_output = true, vector_alignment = 16, vector_operands = 8>}
+  return
+}
+
+// -----
+
+!hm = memref<?x?x?xf32, strided<[?, 1, ?], offset: ?>>
+
+// The exchange stores aligned chunks of the output: the config must promise them.
+func.func @exchange_with_unaligned_output(%a: !hm, %b: !hm, %h: !hm) {
+  // expected-error @+1 {{exchange_output needs the output among vector_operands (its blocks aligned)}}
+  mixer.scan jagged<block = 16, k = 2> gates(%a : !hm) inputs(%b : !hm) outs(%h : !hm)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, tile = 16, time_fastest = true, exchange_output = true, vector_alignment = 16, vector_operands = 3>}
   return
 }
