@@ -59,6 +59,27 @@ def device_us(fn, calls: int) -> float:
     return start.elapsed_time(end) / calls * 1e3
 
 
+def kernels_us(fn, calls: int = 200) -> float:
+    """Device microseconds of one call's kernels alone: the call captured into a CUDA
+    graph and replayed (no host work between its kernels); NaN where it cannot be
+    captured (autograd's backward)."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            fn()
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        for _ in range(10):
+            graph.replay()
+        return device_us(graph.replay, calls)
+    except Exception:
+        torch.cuda.synchronize()
+        return float("nan")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -112,8 +133,10 @@ def main():
     for label, fn in ladder:
         h = host_us(fn, args.calls, dev)
         d = device_us(fn, args.calls) if dev == "cuda" else float("nan")
-        rows.append({"call": label, "host_us": h, "device_us": d})
-        print(f"{label:48s} host {h:7.2f} us/call   device {d:7.2f} us/call")
+        kern = kernels_us(fn) if dev == "cuda" else float("nan")
+        rows.append({"call": label, "host_us": h, "device_us": d, "kernels_us": kern})
+        print(f"{label:48s} host {h:7.2f} us/call   device {d:7.2f} us/call   "
+              f"kernels alone (graph replay) {kern:7.2f} us")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, f"host_overhead_{dev}{args.tag and '_' + args.tag}.json"), "w") as f:

@@ -249,7 +249,7 @@ def test_time_major_layout(dtype, T, reverse, k, offset):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
-@pytest.mark.parametrize("T", [16, 50, 4099])
+@pytest.mark.parametrize("T", [16, 50, 531])
 @pytest.mark.parametrize("k", [1, 2])
 @pytest.mark.parametrize("offset", [0, 1])
 @pytest.mark.parametrize("log_space", [False, True])
@@ -257,7 +257,9 @@ def test_time_major_gradients(dtype, T, k, offset, log_space):
     """The compiled adjoint on channels-by-time data: whole-block vector loads and
     stores when block starts are 16-byte aligned (offset 0), scalar accesses otherwise
     (offset 1); a stride-0 gate as BTP passes it; an initial state with k = 2. Against
-    autograd of the float64 reference, through the same bf16/fp32/fp64 operands."""
+    autograd of the float64 reference, through the same bf16/fp32/fp64 operands. T = 531
+    spans 34 one-block tiles with a partial last block (the sequential float64
+    reference's autograd costs 27 s at T = 4099 on one core, 1.3 s here)."""
     g = torch.Generator().manual_seed(T + 10 * k + offset)
     B, D = 3, 20
     Tp = (T + 1 + 15) // 16 * 16  # rows padded to whole blocks: aligned row starts

@@ -45,7 +45,36 @@ def _fail(fn: str, message: str, exc=ValueError):
     raise exc(f"mixir.ops.{fn}: {message}")
 
 
+def _well_formed(q, k, v, g, beta, initial_state, vector_decay: bool) -> bool:
+    """The common case of _check in few steps (a warm call's host time): True only
+    where _check would pass too; anything else goes through _check's messages."""
+    try:
+        qs, vs, dt, dev = q.shape, v.shape, q.dtype, q.device
+        B, T, Hq, K = qs
+        _, _, H, V = vs
+        if not (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor)
+                and isinstance(v, torch.Tensor) and k.shape == qs and vs[0] == B
+                and vs[1] == T and Hq and H % Hq == 0 and K and V and dt in _FLOATS
+                and k.dtype == dt and v.dtype == dt and k.device == dev and v.device == dev
+                and dev.type in ("cpu", "cuda", "meta")):
+            return False
+        if g is not None and not (isinstance(g, torch.Tensor) and g.device == dev
+                                  and g.dtype in _FLOATS
+                                  and g.shape == ((B, T, H, K) if vector_decay else (B, T, H))):
+            return False
+        if beta is not None and not (isinstance(beta, torch.Tensor) and beta.device == dev
+                                     and beta.dtype in _FLOATS and beta.shape == (B, T, H)):
+            return False
+        return initial_state is None or (isinstance(initial_state, torch.Tensor)
+                                         and initial_state.device == dev
+                                         and initial_state.shape == (B, H, K, V))
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
 def _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay: bool):
+    if cu_seqlens is None and _well_formed(q, k, v, g, beta, initial_state, vector_decay):
+        return q.shape[0]
     for name, x in (("q", q), ("k", k), ("v", v)):
         if not isinstance(x, torch.Tensor):
             _fail(fn, f"{name} must be a torch.Tensor, got {type(x).__name__}", TypeError)
