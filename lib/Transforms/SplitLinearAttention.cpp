@@ -134,13 +134,34 @@ struct Splitter {
 
   /// An outermost scf.parallel over [0, upper) whose body `body` builds; the
   /// strategy gives it its thread block (mixer-select-lowering-config runs
-  /// again after this pass).
+  /// again after this pass): threads over the first dimension, the grid over
+  /// the next two. A GPU grid has three dimensions and the mapping runs any
+  /// further one sequentially inside each thread, so dimensions past the third
+  /// are folded into it (the body still sees one index per dimension).
   void parallel(ArrayRef<Value> upper, function_ref<void(ValueRange)> body) {
-    SmallVector<Value> zeros(upper.size(), idx(0)), ones(upper.size(), idx(1));
-    auto loop = scf::ParallelOp::create(b, zeros, upper, ones);
+    SmallVector<Value> bounds(upper.begin(), upper.end());
+    while (bounds.size() > 3) {
+      Value last = bounds.pop_back_val();
+      bounds.back() = mul(bounds.back(), last);
+    }
+    SmallVector<Value> zeros(bounds.size(), idx(0)), ones(bounds.size(), idx(1));
+    auto loop = scf::ParallelOp::create(b, zeros, bounds, ones);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(loop.getBody()); // before its scf.reduce
-    body(loop.getInductionVars());
+    SmallVector<Value> iv = llvm::to_vector(ValueRange(loop.getInductionVars()));
+    if (upper.size() > 3) {
+      // Delinearise the folded index, the innermost (third) dimension fastest.
+      Value folded = iv.pop_back_val();
+      for (size_t d = 2; d < upper.size(); ++d) {
+        if (d + 1 == upper.size()) {
+          iv.push_back(folded);
+          break;
+        }
+        iv.push_back(arith::RemUIOp::create(b, folded, upper[d]));
+        folded = arith::DivUIOp::create(b, folded, upper[d]);
+      }
+    }
+    body(iv);
   }
 
   Value zero() { return arith::ConstantOp::create(b, b.getFloatAttr(state, 0.0)); }
@@ -285,9 +306,14 @@ struct Splitter {
     //    (chunks start at the sequence's start, as pieces do), then piece sums.
     Value g = op.getLogDecay();
     Value chunksPerPiece = arith::DivUIOp::create(b, L, idx(kChunk));
+    // Threads over the key dimensions where the decay has them (coalesced
+    // reads), else over the chunks: a per-head decay's sums are computed once,
+    // into key 0, and the piece sums broadcast them over the keys.
+    bool perKey = op.hasVectorDecay();
     if (g)
-      parallel({Kc, H, N, chunks}, [&](ValueRange iv) {
-        Value k = iv[0], h = iv[1], n = iv[2], c = iv[3];
+      parallel(perKey ? SmallVector<Value>{Kc, chunks, H, N} : SmallVector<Value>{chunks, c1, H, N},
+               [&](ValueRange iv) {
+        Value k = iv[perKey ? 0 : 1], c = iv[perKey ? 1 : 0], h = iv[2], n = iv[3];
         auto [row, start, length] = sequenceRangeOf(n, T);
         Value t0 = mul(c, idx(kChunk));
         Value rest = select(ult(t0, length), sub(length, t0), c0);
@@ -305,8 +331,9 @@ struct Splitter {
         }
         memref::StoreOp::create(b, loop.getResult(0), chunkSums, ValueRange{c, n, h, k});
       });
-    parallel({Kc, H, N, P}, [&](ValueRange iv) {
-      Value k = iv[0], h = iv[1], n = iv[2], j = iv[3];
+    parallel(perKey ? SmallVector<Value>{Kc, P, H, N} : SmallVector<Value>{P, Kc, H, N},
+             [&](ValueRange iv) {
+      Value k = iv[perKey ? 0 : 1], j = iv[perKey ? 1 : 0], h = iv[2], n = iv[3];
       Value total = zero();
       if (g) {
         Value first = mul(j, chunksPerPiece);
@@ -315,8 +342,8 @@ struct Splitter {
         {
           OpBuilder::InsertionGuard lg(b);
           b.setInsertionPointToStart(loop.getBody());
-          Value x = memref::LoadOp::create(b, chunkSums,
-                                           ValueRange{loop.getInductionVar(), n, h, k});
+          Value x = memref::LoadOp::create(
+              b, chunkSums, ValueRange{loop.getInductionVar(), n, h, perKey ? k : c0});
           scf::YieldOp::create(b, ValueRange{arith::AddFOp::create(b, loop.getRegionIterArg(0), x)});
         }
         total = loop.getResult(0);
