@@ -256,47 +256,6 @@ def _sequence_suffix_sum(x: torch.Tensor, cu: Optional[torch.Tensor]) -> torch.T
     return (c[..., end] - c[..., :T]).movedim(-1, 1)
 
 
-def _reversed_offsets(cu: torch.Tensor, T: int) -> torch.Tensor:
-    """Offsets of the packed sequences once time is reversed (they come out in reverse
-    order)."""
-    return T - cu.flip(0)
-
-
-def _next_step_log_decay(g: torch.Tensor, cu: Optional[torch.Tensor]) -> torch.Tensor:
-    """g_{t+1} at step t and 0 at each sequence's last step: read in reversed time, the
-    decay of the reversed recurrence dS_t = a_{t+1} dS_{t+1} + ..., where dS_T enters
-    undecayed."""
-    T = g.shape[1]
-    last = torch.zeros(T + 1, dtype=torch.bool, device=g.device)  # slot t + 1: step t
-    if cu is None:
-        last[T] = True
-    else:
-        last[cu[1:]] = True  # an empty sequence marks its predecessor's last step or slot 0
-    return torch.where(last[1:].view(1, T, *([1] * (g.dim() - 2))),
-                       torch.zeros((), dtype=g.dtype, device=g.device), g.roll(-1, dims=1))
-
-
-def _time_prefix_sums(x: torch.Tensor) -> torch.Tensor:
-    """x [B, T, ...] -> float64 sums of the first i steps, [..., T + 1] with time last
-    (PyTorch scans the innermost dimension far faster than an outer one)."""
-    c = x.double().movedim(1, -1).contiguous().cumsum(-1)
-    return torch.cat([c.new_zeros(c.shape[:-1] + (1,)), c], dim=-1)
-
-
-def _sequence_suffix_sum(x: torch.Tensor, cu: Optional[torch.Tensor]) -> torch.Tensor:
-    """sum over s >= t of x_s within t's sequence, x [B, T, H] or [B, T, H, K], in
-    float64."""
-    T = x.shape[1]
-    c = _time_prefix_sums(x)  # [B, H, T + 1]
-    t = torch.arange(T, device=x.device)
-    if cu is None:
-        end = torch.full_like(t, T)
-    else:
-        cu = cu.to(torch.int64)
-        end = cu[torch.searchsorted(cu, t, right=True)]
-    return (c[..., end] - c[..., :T]).movedim(-1, 1)
-
-
 def _pass(q, k, v, g, scale, initial_state, cu, config, *, output_final_state=False,
           out_dtype=None, reverse=False, value_decay=False):
     """One forward pass of the op (the backward's building block), with the forward's
