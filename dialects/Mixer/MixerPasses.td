@@ -214,6 +214,9 @@ def MixerSelectLoweringConfig : Pass<"mixer-select-lowering-config", "::mlir::Mo
     Option<"chip", "chip", "std::string", /*default=*/"\"\"",
            "Target chip when the module carries no mixer.target (\"cpu\" or sm_XX)">
   ];
+  // It creates #mixer.target even in a module that holds no mixer op (where
+  // the dialect would otherwise not be loaded).
+  let dependentDialects = ["::mlir::mixer::MixerDialect"];
 }
 
 def MixerSplitLinearAttention : Pass<"mixer-split-linear-attention", "::mlir::func::FuncOp"> {

@@ -103,6 +103,10 @@ std::string cacheKey(llvm::StringRef ir, llvm::StringRef target, llvm::StringRef
   return llvm::toHex(h.final(), /*LowerCase=*/true);
 }
 
+std::string sha256Hex(llvm::StringRef text) {
+  return llvm::toHex(llvm::SHA256::hash(llvm::arrayRefFromStringRef(text)), /*LowerCase=*/true);
+}
+
 std::string cacheDirectory() {
   if (const char *dir = std::getenv("MIXIR_CACHE_DIR"); dir && *dir)
     return dir;
@@ -127,6 +131,8 @@ std::string metadataWithKey(const MixirModule &m, llvm::StringRef key, llvm::Str
   meta["options"] = options.str();
   meta["compiler"] = compilerIdentity();
   meta["compile_target"] = target.str();
+  // What loadEntry checks before it trusts the entry.
+  meta["lowered_sha256"] = sha256Hex(m.ir);
   llvm::json::Array dims;
   for (int32_t d : m.staticDims)
     dims.push_back(d);
@@ -167,31 +173,64 @@ void writeEntry(const std::string &root, const std::string &key, const MixirModu
   }
 }
 
-/// A disk entry, reloaded (no pass runs), or null if absent or unreadable.
+/// Moves a bad entry out of the way (a rename, atomic against concurrent
+/// readers, then removal) so that the compile that follows can replace it.
+void discardEntry(const std::string &root, llvm::StringRef dir) {
+  llvm::SmallString<256> aside(root);
+  llvm::sys::path::append(aside, ".bad." + std::to_string(getpid()) + ".%%%%%%%%");
+  llvm::SmallString<256> unique;
+  llvm::sys::fs::createUniquePath(aside, unique, /*MakeAbsolute=*/false);
+  if (!llvm::sys::fs::rename(dir, unique))
+    llvm::sys::fs::remove_directories(unique);
+}
+
+/// A disk entry, reloaded (no pass runs), or null if absent. An entry is
+/// trusted only when its metadata names this key and this compiler build and
+/// the checksum of its lowered module matches; a truncated, corrupt or foreign
+/// entry (or one that fails to load) is discarded, to be recompiled and
+/// replaced by the caller.
 MixirModule *loadEntry(const std::string &root, const std::string &key, const char *target,
                        const char *runtime) {
   llvm::SmallString<256> dir(root);
   llvm::sys::path::append(dir, key);
+  if (!llvm::sys::fs::is_directory(dir))
+    return nullptr;
   llvm::SmallString<256> lowered(dir), meta(dir);
   llvm::sys::path::append(lowered, "lowered.mlir");
   llvm::sys::path::append(meta, "metadata.json");
   auto text = llvm::MemoryBuffer::getFile(lowered);
-  if (!text)
+  auto metaText = llvm::MemoryBuffer::getFile(meta);
+  const llvm::json::Object *object = nullptr;
+  llvm::Expected<llvm::json::Value> parsed =
+      metaText ? llvm::json::parse((*metaText)->getBuffer())
+               : llvm::Expected<llvm::json::Value>(llvm::json::Value(nullptr));
+  if (!parsed)
+    llvm::consumeError(parsed.takeError());
+  else
+    object = parsed->getAsObject();
+  auto field = [&](llvm::StringRef name) {
+    std::optional<llvm::StringRef> v = object ? object->getString(name) : std::nullopt;
+    return v ? v->str() : std::string();
+  };
+  bool trusted = text && object && field("key") == key &&
+                 field("compiler") == compilerIdentity() &&
+                 field("lowered_sha256") == sha256Hex((*text)->getBuffer());
+  MixirModule *m = nullptr;
+  if (trusted) {
+    char *error = nullptr;
+    m = mixir::compileOrLoad((*text)->getBufferStart(), (*text)->getBufferSize(), target,
+                             nullptr, runtime, /*runPipeline=*/false, &error);
+    if (error)
+      mixir_free_string(error);
+  }
+  if (!m) {
+    discardEntry(root, dir);
     return nullptr;
-  char *error = nullptr;
-  MixirModule *m = mixir::compileOrLoad((*text)->getBufferStart(), (*text)->getBufferSize(), target,
-                                        nullptr, runtime, /*runPipeline=*/false, &error);
-  if (error)
-    mixir_free_string(error);
-  if (!m)
-    return nullptr; // stale or corrupt: compile afresh
-  if (auto metaText = llvm::MemoryBuffer::getFile(meta))
-    if (auto parsed = llvm::json::parse((*metaText)->getBuffer()))
-      if (auto *object = parsed->getAsObject())
-        if (auto *dims = object->getArray("static_dims"))
-          for (const llvm::json::Value &d : *dims)
-            if (auto v = d.getAsInteger())
-              m->staticDims.push_back(static_cast<int32_t>(*v));
+  }
+  if (auto *dims = object->getArray("static_dims"))
+    for (const llvm::json::Value &d : *dims)
+      if (auto v = d.getAsInteger())
+        m->staticDims.push_back(static_cast<int32_t>(*v));
   return m;
 }
 

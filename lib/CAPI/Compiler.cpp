@@ -6,6 +6,7 @@
 
 #include "mixir/InitAll.h"
 #include "mixir/Pipelines/Pipelines.h"
+#include "mixir/Support/NestingDepth.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -143,6 +144,11 @@ MixirModule *mixir::compileOrLoad(const char *ir, size_t ir_len, const char *tar
   };
   if (!ir || !target) {
     err << "mixir_compile: ir and target must not be NULL";
+    return fail();
+  }
+
+  if (std::string why = mixer::nestingProblem(StringRef(ir, ir_len)); !why.empty()) {
+    err << "mixir_compile: " << why;
     return fail();
   }
 

@@ -18,8 +18,16 @@
 
 #include "mlir/Pass/PassRegistry.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/MC/MCSubtargetInfo.h"
+#include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/raw_ostream.h"
+#include "llvm/TargetParser/Triple.h"
 #include <cstdlib>
+#include <mutex>
+
+extern "C" void LLVMInitializeNVPTXTargetInfo();
+extern "C" void LLVMInitializeNVPTXTarget();
+extern "C" void LLVMInitializeNVPTXTargetMC();
 
 using namespace mlir;
 
@@ -70,11 +78,61 @@ void mlir::mixer::buildMixerToNVVMPipeline(OpPassManager &pm,
     llvm::report_fatal_error("mixer-to-nvvm: malformed built-in pipeline");
 }
 
+std::string mlir::mixer::nvvmOptionsProblem(const MixerToNVVMOptions &options) {
+  // The options are spliced into a textual pipeline: nothing in them may end
+  // an option or a pass.
+  auto plain = [](StringRef s) { return s.find_first_of(" \t\n{},\"'") == StringRef::npos; };
+  for (const std::string *value : {&options.chip.getValue(), &options.features.getValue(),
+                                   &options.format.getValue(), &options.toolkit.getValue()})
+    if (!plain(*value))
+      return "option value '" + *value + "' holds a space, quote, brace or comma";
+  StringRef format = options.format.getValue();
+  if (format != "isa" && format != "bin" && format != "fatbin")
+    return "format must be isa (PTX), bin (cubin) or fatbin, got '" + format.str() + "'";
+  // PTX ISA versions: +ptx<major><minor>, e.g. +ptx80.
+  StringRef features = options.features.getValue(), digits = features;
+  if (!digits.consume_front("+ptx") || digits.size() < 2 || digits.size() > 3 ||
+      !llvm::all_of(digits, llvm::isDigit))
+    return "features must be a PTX ISA version like +ptx80, got '" + features.str() + "'";
+  // The chip must be one the NVPTX backend knows (otherwise it would emit
+  // `.target` of any string and no GPU would load it).
+  static std::once_flag once;
+  std::call_once(once, [] {
+    LLVMInitializeNVPTXTargetInfo();
+    LLVMInitializeNVPTXTarget();
+    LLVMInitializeNVPTXTargetMC();
+  });
+  llvm::Triple triple("nvptx64-nvidia-cuda");
+  std::string error;
+  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, error);
+  if (!target)
+    return "the NVPTX backend is not available: " + error;
+  StringRef chip = options.chip.getValue();
+  std::unique_ptr<llvm::MCSubtargetInfo> info(target->createMCSubtargetInfo(triple, "", ""));
+  if (!chip.starts_with("sm_") || !info || !info->isCPUStringValid(chip))
+    return "chip '" + chip.str() + "' is not a CUDA architecture the NVPTX backend knows";
+  return "";
+}
+
 void mlir::mixer::registerMixerPipelines() {
   PassPipelineRegistration<MixerToCPUOptions>(
       "mixer-to-cpu", "Lower mixer IR to the LLVM dialect for the host",
       buildMixerToCPUPipeline);
-  PassPipelineRegistration<MixerToNVVMOptions>(
+  // As PassPipelineRegistration does, with the options checked before the
+  // pipeline is built (the builder cannot fail).
+  registerPassPipeline(
       "mixer-to-nvvm", "Lower mixer IR to NVVM and serialize PTX/cubin (gpu.binary)",
-      buildMixerToNVVMPipeline);
+      [](OpPassManager &pm, StringRef text,
+         function_ref<LogicalResult(const Twine &)> errorHandler) {
+        MixerToNVVMOptions options;
+        if (failed(options.parseFromString(text)))
+          return failure();
+        if (std::string why = nvvmOptionsProblem(options); !why.empty())
+          return errorHandler("mixer-to-nvvm: " + why);
+        buildMixerToNVVMPipeline(pm, options);
+        return success();
+      },
+      [](function_ref<void(const detail::PassOptions &)> handler) {
+        handler(MixerToNVVMOptions());
+      });
 }

@@ -119,6 +119,14 @@ struct MixerAssignWorkspace
       return fn.emitError("mixer-assign-workspace: the mixer.workspace argument must be a "
                           "memref<?xi8>");
 
+    // Views of the byte workspace hold integers and floats only (a fuzzed
+    // memref of memrefs crashed the size computation).
+    for (memref::AllocOp alloc : allocs)
+      if (!alloc.getType().getElementType().isIntOrFloat())
+        return alloc.emitOpError() << "mixer-assign-workspace: scratch elements must be "
+                                      "integers or floats, got "
+                                   << alloc.getType().getElementType();
+
     // The size function first, while the allocs still hold their sizes.
     if (failed(buildSizeFunction(fn, allocs)))
       return failure();

@@ -42,6 +42,38 @@ int main(void) {
   printf("diagnostic: %s\n", error);
   mixir_free_string(error);
 
+  /* 1b. Options and targets it cannot honour, and input nested deeper than
+   * the parser recurses safely: refused with a diagnostic each. */
+  static char deep[200000];
+  size_t n = 0;
+  n += (size_t)sprintf(deep, "func.func @f(%%a: ");
+  for (int i = 0; i < 50000; ++i)
+    deep[n++] = '[';
+  deep[n] = 0;
+  struct {
+    const char *ir, *target, *options, *want;
+  } refused[] = {
+      {kScan, "sm_9999", NULL, "not a CUDA architecture"},
+      {kScan, "sm_", NULL, "not a CUDA architecture"},
+      {kScan, "sm_90a", "format=xyz", "format must be"},
+      {kScan, "sm_90a", "features=ptx80", "features must be"},
+      {kScan, "gpu", NULL, "target must be"},
+      {deep, "cpu", NULL, "levels deep"},
+  };
+  for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); ++i) {
+    error = NULL;
+    m = mixir_compile(refused[i].ir, strlen(refused[i].ir), refused[i].target,
+                      refused[i].options, &error);
+    if (m || !error || !strstr(error, refused[i].want)) {
+      fprintf(stderr, "FAIL: target %s options %s: want '%s', got: %s\n", refused[i].target,
+              refused[i].options ? refused[i].options : "(none)", refused[i].want,
+              error ? error : "(a module)");
+      return 1;
+    }
+    printf("refused: %s\n", refused[i].want);
+    mixir_free_string(error);
+  }
+
   /* 2. A jagged scan on the CPU against a direct loop (spec 2.1 closed form). */
   enum { B = 2, T = 70, D = 3 };
   float *a = malloc(sizeof(float) * B * T * D), *u = malloc(sizeof(float) * B * T * D),

@@ -63,6 +63,89 @@ def test_corrupt_entry_is_recompiled(cache_dir):
     assert cache.stats()["compiles"] == before + 1 and m.lookup("_mlir_ciface_scan")
 
 
+IR_OTHER = scan_ir(_A, _A, _A, _S, init=_S, window=mixir.ops.jagged(k=2), reverse=True)
+
+
+def _entry(cache_dir, ir=IR):
+    return cache_dir / cache.cache_key(ir, "cpu", None)
+
+
+def _corrupt(entry, how):
+    """Damages a written entry as a crash, a full disk or a copy mistake would."""
+    lowered, meta = entry / "lowered.mlir", entry / "metadata.json"
+    if how == "empty":
+        lowered.write_bytes(b"")
+    elif how == "truncated":
+        lowered.write_bytes(lowered.read_bytes()[: lowered.stat().st_size // 2])
+    elif how == "random_bytes":
+        lowered.write_bytes(os.urandom(4096))
+    elif how == "no_metadata":
+        meta.unlink()
+    elif how == "bad_metadata":
+        meta.write_text("{not json")
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "random_bytes", "no_metadata",
+                                 "bad_metadata", "foreign"])
+def test_damaged_entry_is_detected_recompiled_and_replaced(cache_dir, how):
+    """A damaged or foreign entry is never loaded: it is recompiled, and the entry
+    written afresh loads from disk in the next process (here: after clear_memory)."""
+    cache.compile_cached(IR, "cpu")
+    entry = _entry(cache_dir)
+    good = (entry / "lowered.mlir").read_bytes()
+    if how == "foreign":
+        # Another specialisation's entry (module and metadata) under this key.
+        cache.compile_cached(IR_OTHER, "cpu")
+        other = _entry(cache_dir, IR_OTHER)
+        for name in ("lowered.mlir", "metadata.json"):
+            (entry / name).write_bytes((other / name).read_bytes())
+    else:
+        _corrupt(entry, how)
+    cache.clear_memory()
+    before = cache.stats()
+    m = cache.compile_cached(IR, "cpu")
+    after = cache.stats()
+    assert after["compiles"] == before["compiles"] + 1, "the damaged entry was loaded"
+    assert after["disk_hits"] == before["disk_hits"]
+    # The right module: the forward scan, with its numbers.
+    a, b, h0 = torch.rand(2, 70, 3), torch.randn(2, 70, 3), torch.randn(2, 3)
+    h, f = torch.empty(2, 70, 3), torch.empty(2, 3)
+    runtime.Function(m, "scan")(a, b, h0, h, f)
+    want, _ = mixir.reference.scan_ref(a, b, h0, window=("jagged", 16, 2))
+    assert torch.allclose(h.double(), torch.from_numpy(want), rtol=1e-5, atol=1e-5)
+    # Replaced: the same bytes as a clean compile, and the next lookup is a disk hit.
+    assert (entry / "lowered.mlir").read_bytes() == good
+    meta = json.loads((entry / "metadata.json").read_text())
+    assert meta["key"] == entry.name and len(meta["lowered_sha256"]) == 64
+    cache.clear_memory()
+    hits = cache.stats()["disk_hits"]
+    cache.compile_cached(IR, "cpu")
+    assert cache.stats()["disk_hits"] == hits + 1
+    assert not [p for p in cache_dir.iterdir() if p.name.startswith(".")], "debris left"
+
+
+def test_corrupt_entry_does_not_crash_a_later_process(cache_dir):
+    """The reported crash: a 0-byte lowered.mlir for the op's specialisation, then the
+    op in a fresh process (it segfaulted there)."""
+    import subprocess
+    import sys
+    code = ("import torch, mixir; a = torch.rand(2, 9, 3, dtype=torch.float64); "
+            "h = mixir.ops.scan(a, a, reverse=True)[0]; "
+            "ref = mixir.ops.scan(a.flip(1), a.flip(1))[0].flip(1); "
+            "print(float((h - ref).abs().max()))")
+    env = dict(os.environ, MIXIR_CACHE_DIR=str(cache_dir))
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    entries = [p for p in cache_dir.iterdir() if (p / "lowered.mlir").exists()]
+    assert entries
+    for e in entries:
+        (e / "lowered.mlir").write_bytes(b"")
+    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert float(again.stdout.split()[-1]) < 1e-12
+    assert all((e / "lowered.mlir").stat().st_size > 0 for e in entries)
+
+
 def test_gpu_module_with_host_code_round_trips(cache_dir):
     """PTX, metadata and launch code survive the disk (no GPU needed to compile or load)."""
     if not os.path.isdir(os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "nvvm")):

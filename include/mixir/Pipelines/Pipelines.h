@@ -45,6 +45,10 @@ struct MixerToNVVMOptions : public PassPipelineOptions<MixerToNVVMOptions> {
       llvm::cl::init(false)};
 };
 
+/// Why mixer-to-nvvm cannot take `options` (an unknown chip, format or PTX
+/// version, or a value that would break the textual pipeline), or "".
+std::string nvvmOptionsProblem(const MixerToNVVMOptions &options);
+
 void buildMixerToCPUPipeline(OpPassManager &pm, const MixerToCPUOptions &options);
 void buildMixerToNVVMPipeline(OpPassManager &pm, const MixerToNVVMOptions &options);
 void registerMixerPipelines();

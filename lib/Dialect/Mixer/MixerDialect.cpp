@@ -39,6 +39,10 @@ LogicalResult WindowAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   }
   if (block <= 0)
     return emitError() << "jagged window block must be positive, got " << block;
+  // The lowerings keep a whole block in registers (unrolled over its steps).
+  if (block > kMaxJaggedBlock)
+    return emitError() << "jagged window block must be at most " << kMaxJaggedBlock
+                       << " (the lowerings unroll a block into registers), got " << block;
   if (k != 1 && k != 2)
     return emitError() << "jagged window k must be 1 or 2, got " << k;
   return success();
@@ -121,7 +125,16 @@ void printWindow(OpAsmPrinter &printer, Operation *, WindowAttr window) {
 
 LogicalResult TargetAttr::verify(function_ref<InFlightDiagnostic()> emitError, StringRef chip,
                                  int64_t smCount, int64_t sharedMemory) {
-  if (chip != "cpu" && !chip.starts_with("sm_"))
+  // "cpu", or sm_<version> with an optional a/f suffix (sm_90a, sm_100f).
+  StringRef version = chip;
+  bool wellFormed = chip == "cpu";
+  if (!wellFormed && version.consume_front("sm_")) {
+    if (version.ends_with("a") || version.ends_with("f"))
+      version = version.drop_back();
+    wellFormed = !version.empty() && version.size() <= 4 &&
+                 llvm::all_of(version, [](char c) { return c >= '0' && c <= '9'; });
+  }
+  if (!wellFormed)
     return emitError() << "target chip must be \"cpu\" or a CUDA architecture like "
                           "\"sm_90a\", got \""
                        << chip << "\"";

@@ -83,6 +83,51 @@ static bool compatibleShapes(ArrayRef<int64_t> a, ArrayRef<int64_t> b) {
   return true;
 }
 
+/// Static sizes the lowerings can index: every operand's static elements, and
+/// its furthest static offset, fit in 2^62 bytes. (The lowerings fold static
+/// sizes into index arithmetic; a larger product would overflow it, and no
+/// target has that much memory.)
+static LogicalResult verifyStaticSizes(Operation *op) {
+  constexpr uint64_t kLimit = uint64_t(1) << 62;
+  auto magnitude = [](int64_t x) { return x < 0 ? uint64_t(0) - uint64_t(x) : uint64_t(x); };
+  for (auto [i, operand] : llvm::enumerate(op->getOperands())) {
+    auto shaped = dyn_cast<ShapedType>(operand.getType());
+    if (!shaped || !shaped.hasRank())
+      continue;
+    Type element = shaped.getElementType();
+    uint64_t bytes = 1;
+    if (auto c = dyn_cast<ComplexType>(element))
+      bytes = 2 * std::max<uint64_t>(1, c.getElementType().getIntOrFloatBitWidth() / 8);
+    else if (element.isIntOrFloat())
+      bytes = std::max<uint64_t>(1, element.getIntOrFloatBitWidth() / 8);
+    uint64_t total = bytes;
+    bool overflow = false;
+    for (int64_t d : shaped.getShape())
+      if (!ShapedType::isDynamic(d))
+        overflow |= __builtin_mul_overflow(total, uint64_t(d), &total) || total > kLimit;
+    if (auto memref = dyn_cast<MemRefType>(shaped); memref && !overflow) {
+      SmallVector<int64_t> strides;
+      int64_t offset;
+      if (succeeded(memref.getStridesAndOffset(strides, offset))) {
+        uint64_t reach = ShapedType::isDynamic(offset) ? 0 : magnitude(offset);
+        for (auto [d, s] : llvm::zip(memref.getShape(), strides)) {
+          if (ShapedType::isDynamic(d) || ShapedType::isDynamic(s) || d == 0)
+            continue;
+          uint64_t term;
+          overflow |= __builtin_mul_overflow(uint64_t(d - 1), magnitude(s), &term) ||
+                      __builtin_add_overflow(reach, term, &reach);
+        }
+        overflow |= __builtin_mul_overflow(reach, bytes, &reach) || reach > kLimit;
+      }
+    }
+    if (overflow)
+      return op->emitOpError() << "operand #" << i << " of type " << operand.getType()
+                               << " spans more than 2^62 bytes: its static sizes or strides "
+                                  "cannot be indexed";
+  }
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // mixer.scan
 //===----------------------------------------------------------------------===//
@@ -101,6 +146,8 @@ MutableOperandRange ScanOp::getDpsInitsMutable() {
 }
 
 LogicalResult ScanOp::verify() {
+  if (failed(verifyStaticSizes(*this)))
+    return failure();
   if (!getOutput() && !getFinalState())
     return emitOpError("needs an output or a final_state destination (or both)");
 
@@ -155,6 +202,8 @@ LogicalResult ScanOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult ChannelScanOp::verify() {
+  if (failed(verifyStaticSizes(*this)))
+    return failure();
   auto gates = cast<MemRefType>(getGates().getType());
   auto inputs = cast<MemRefType>(getInputs().getType());
   if (!compatibleShapes(gates.getShape(), inputs.getShape()))
@@ -195,6 +244,8 @@ static LogicalResult verifyRealState(Operation *op, Type state) {
 }
 
 LogicalResult ScanAdjointOp::verify() {
+  if (failed(verifyStaticSizes(*this)))
+    return failure();
   if (getReverse() && getWindow().isJagged())
     return emitOpError("reverse jagged scans are not supported by the fused adjoint yet");
   Type state = getStateElementType();
@@ -237,6 +288,8 @@ LogicalResult ScanAdjointOp::verify() {
 }
 
 LogicalResult ChannelScanAdjointOp::verify() {
+  if (failed(verifyStaticSizes(*this)))
+    return failure();
   Type state = getResult().getType();
   if (failed(verifyRealState(*this, state)))
     return failure();
@@ -255,6 +308,18 @@ LogicalResult ChannelScanAdjointOp::verify() {
   for (Value v : {getInputs(), getStates(), getOutputGrad(), getGatesGrad(), getInputsGrad()})
     if (v && !compatibleShapes(cast<MemRefType>(v.getType()).getShape(), len))
       return emitOpError("every series must have the length of gates");
+  // Every series is real, like the state: read into it, gradients written
+  // from it (the lowering converts between floats only).
+  auto elementOf = [](Value v) { return cast<MemRefType>(v.getType()).getElementType(); };
+  Type inputTy = getInputs() ? elementOf(getInputs()) : elementOf(getGates());
+  if (failed(verifyElementTypes(*this, elementOf(getGates()), inputTy, state)))
+    return failure();
+  for (auto [name, v] : {std::pair<StringRef, Value>{"states", getStates()},
+                         {"output_grad", getOutputGrad()},
+                         {"gates_grad", getGatesGrad()},
+                         {"inputs_grad", getInputsGrad()}})
+    if (v && !isa<FloatType>(elementOf(v)))
+      return emitOpError() << name << " element type must be a float, got " << elementOf(v);
   return success();
 }
 
@@ -324,6 +389,12 @@ verifyLinearAttentionInputs(OpTy op, Type state, SmallVectorImpl<ShapeWant> &wan
   // loops); they are part of the specialisation.
   if (ShapedType::isDynamic(K) || ShapedType::isDynamic(V))
     return op.emitOpError("key and value head dimensions must be static");
+  // Every lowering carries a state column of K values per thread, unrolled
+  // over K (the recurrent and checkpointed kernels; the tensor-core ones split
+  // keys into passes of 128): the key dimension bounds the code's size.
+  if (K > kMaxKeyDim)
+    return op.emitOpError() << "key_dim " << K << " exceeds " << kMaxKeyDim
+                            << ", the widest the lowerings unroll";
   // Value heads H may group query/key heads Hq (GVA): H must be a multiple.
   int64_t Hq = qs[2], H = v.getShape()[2];
   if (!ShapedType::isDynamic(Hq) && !ShapedType::isDynamic(H) && (Hq == 0 || H % Hq != 0))
@@ -426,6 +497,8 @@ static LogicalResult checkShapes(Operation *op, ArrayRef<ShapeWant> wants) {
 }
 
 LogicalResult LinearAttentionOp::verify() {
+  if (failed(verifyStaticSizes(*this)))
+    return failure();
   Type state = getStateElementType();
   SmallVector<ShapeWant> wants;
   FailureOr<LinearAttentionShapes> shapes = verifyLinearAttentionInputs(*this, state, wants);
@@ -490,6 +563,8 @@ Type LinearAttentionAdjointOp::getStateElementType() {
 }
 
 LogicalResult LinearAttentionAdjointOp::verify() {
+  if (failed(verifyStaticSizes(*this)))
+    return failure();
   Type state = getStateElementType();
   SmallVector<ShapeWant> wants;
   FailureOr<LinearAttentionShapes> shapes = verifyLinearAttentionInputs(*this, state, wants);

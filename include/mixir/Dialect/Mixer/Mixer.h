@@ -23,6 +23,12 @@
 #include "Mixer/MixerOps.h.inc"
 
 namespace mlir::mixer {
+/// Limits of the IR the lowerings take in bounded time and memory (the
+/// verifiers refuse larger): a jagged block is unrolled into registers, and so
+/// is a linear attention's state column over its key dimension.
+constexpr int64_t kMaxJaggedBlock = 256;
+constexpr int64_t kMaxKeyDim = 1024;
+
 /// Registers the bufferization model of mixer.scan (tensor -> memref form).
 void registerBufferizableOpInterfaceExternalModels(DialectRegistry &registry);
 } // namespace mlir::mixer
