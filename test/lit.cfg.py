@@ -11,14 +11,15 @@ config.suffixes = [".mlir", ".test"]
 config.excludes_ext = [".c"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.mixir_obj_root, "test")
-config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "python"]
+# Fuzz/corpus holds inputs (the findings replayed by Fuzz/replay.test), not tests.
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "python", "corpus"]
 
 config.environment["FILECHECK_OPTS"] = "--enable-var-scope --dump-input=fail"
 
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 tool_dirs = [config.mixir_tools_dir, config.llvm_tools_dir]
-llvm_config.add_tool_substitutions(["mixer-opt", "mixir-capi-test"], tool_dirs)
+llvm_config.add_tool_substitutions(["mixer-opt", "mixer-fuzz", "mixir-capi-test"], tool_dirs)
 
 # The CUDA toolkit provides libdevice (always needed for PTX with exp) and
 # ptxas (needed only by the cubin tests).
