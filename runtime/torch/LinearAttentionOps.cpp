@@ -36,6 +36,15 @@ using OptTensor = std::optional<at::Tensor>;
 /// float64 states for float64 values, else float32 (the compiler's rule).
 at::ScalarType stateOf(const at::Tensor &q) { return mixir_torch::stateType({q.scalar_type()}); }
 
+/// A state operand in the state dtype. Only real floating states convert: a
+/// complex (or integer) one would lose its imaginary part (or mean something
+/// else), so it is an error naming the operand rather than a warning.
+at::Tensor inState(const at::Tensor &t, at::ScalarType state, const char *op, const char *name) {
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, ": ", name,
+              " must be a real floating tensor, got ", t.scalar_type());
+  return t.scalar_type() == state ? t : t.to(state);
+}
+
 int64_t bitsOf(double x) {
   int64_t bits;
   std::memcpy(&bits, &x, sizeof bits);
@@ -75,7 +84,7 @@ linearAttention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, c
                                       : at::empty({0}, v.options().dtype(at::kFloat));
   std::optional<at::Tensor> h0;
   if (present(init))
-    h0 = init->scalar_type() == state ? *init : init->to(state);
+    h0 = inState(*init, state, "mixir::linear_attention", "initial_state");
   if (o.numel() == 0) {
     if (outputFinalState)
       h0 ? final.copy_(*h0) : final.zero_();
@@ -125,13 +134,15 @@ linearAttentionAdjoint(const at::Tensor &q, const at::Tensor &k, const at::Tenso
   int64_t N = present(cu) ? cu->size(0) - 1 : B;
   at::ScalarType state = stateOf(q);
   auto opts = q.options().dtype(state);
-  auto asState = [&](const OptTensor &t) -> OptTensor {
+  auto asState = [&](const OptTensor &t, const char *name) -> OptTensor {
     if (!present(t))
       return std::nullopt;
-    return t->scalar_type() == state ? *t : t->to(state);
+    return inState(*t, state, "mixir::linear_attention_adjoint", name);
   };
-  OptTensor h0 = asState(init), n = asState(n0), m = asState(m0);
-  OptTensor dS = asState(gradFinal), dn = asState(gradN), dm = asState(gradM);
+  OptTensor h0 = asState(init, "initial_state"), n = asState(n0, "initial_normalizer"),
+            m = asState(m0, "initial_stabilizer");
+  OptTensor dS = asState(gradFinal, "final_grad"), dn = asState(gradN, "final_normalizer_grad"),
+            dm = asState(gradM, "final_stabilizer_grad");
   bool mlstm = present(inputGate) != nullptr;
   // The mLSTM's final cotangents are one group of operands: zeros stand in
   // for the absent ones.
@@ -210,12 +221,12 @@ mlstm(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::T
   at::Tensor c = lastStates ? at::empty({B, H, K, V}, opts) : at::empty({0}, opts);
   at::Tensor n = lastStates ? at::empty({B, H, K}, opts) : at::empty({0}, opts);
   at::Tensor m = lastStates ? at::empty({B, H}, opts) : at::empty({0}, opts);
-  auto asState = [&](const OptTensor &t) -> OptTensor {
+  auto asState = [&](const OptTensor &t, const char *name) -> OptTensor {
     if (!present(t))
       return std::nullopt;
-    return t->scalar_type() == state ? *t : t->to(state);
+    return inState(*t, state, "mixir::mlstm", name);
   };
-  OptTensor cs = asState(c0), ns = asState(n0), ms = asState(m0);
+  OptTensor cs = asState(c0, "c0"), ns = asState(n0, "n0"), ms = asState(m0, "m0");
   if (h.numel() == 0) { // no steps (or no heads): the states pass through
     if (lastStates) {
       cs ? c.copy_(*cs) : c.zero_();

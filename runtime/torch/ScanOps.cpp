@@ -113,8 +113,12 @@ scanBackward(const at::Tensor &a, const at::Tensor &b, const std::optional<at::T
   if (T == 0 || B == 0 || D == 0) {
     ga.zero_();
     gb.zero_();
-    if (hasInit)
+    // As the forward: a global scan's final state is the initial state, a
+    // jagged one's is zero (its blocks start from zero).
+    if (hasInit && block == 0)
       g0.copy_(gradFinal);
+    else if (hasInit)
+      g0.zero_();
     return {ga, gb, g0};
   }
   Call call = scanCall("scan_adjoint", b, reverse, logSpace, block, k);

@@ -51,11 +51,12 @@ def _check(coeff, x, k, output_dtype):
     if L % BLOCK:
         raise ValueError(f"mixir.ops.btp: length {L} is not a multiple of {BLOCK}; pad the end "
                          f"with gate 1 and input 0 (mixir.nn.Phalanx does)")
-    if k not in (1, 2):
+    if not isinstance(k, int) or isinstance(k, bool) or k not in (1, 2):
         raise ValueError(f"mixir.ops.btp: k must be 1 or 2, got {k!r}")
     if x.device != coeff.device:
         raise ValueError(f"mixir.ops.btp: x is on {x.device} but coeff is on {coeff.device}")
-    if output_dtype is not None and output_dtype not in _REAL:
+    if output_dtype is not None and (not isinstance(output_dtype, torch.dtype)
+                                     or output_dtype not in _REAL):
         raise TypeError(f"mixir.ops.btp: output_dtype must be a real floating dtype, got "
                         f"{output_dtype}")
 
@@ -86,4 +87,5 @@ def btp(coeff: torch.Tensor, x: torch.Tensor, k: int = 2,
     the block only. Returns y [B, H, 16, L] in output_dtype (default: float32 for
     16/32-bit inputs, float64 for float64). Differentiable in coeff and x.
     """
+    _check(coeff, x, k, output_dtype)  # before the op's schema (which reads k=True as 1)
     return torch.ops.mixir.btp(coeff, x, k, output_dtype)

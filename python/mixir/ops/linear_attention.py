@@ -67,12 +67,13 @@ def _well_formed(q, k, v, g, beta, initial_state, vector_decay: bool) -> bool:
             return False
         return initial_state is None or (isinstance(initial_state, torch.Tensor)
                                          and initial_state.device == dev
+                                         and initial_state.dtype in _FLOATS
                                          and initial_state.shape == (B, H, K, V))
     except (AttributeError, TypeError, ValueError):
         return False
 
 
-def _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay: bool):
+def _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay: bool, g_name="g"):
     if cu_seqlens is None and _well_formed(q, k, v, g, beta, initial_state, vector_decay):
         return q.shape[0]
     for name, x in (("q", q), ("k", k), ("v", v)):
@@ -94,7 +95,7 @@ def _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay: bool):
     H, V = v.shape[2], v.shape[3]  # value heads: decays, beta, states and o follow them
     if K == 0 or V == 0:
         _fail(fn, f"head dimensions must be positive, got K={K}, V={V}")
-    named = [("q", q), ("k", k), ("v", v), ("g", g), ("beta", beta),
+    named = [("q", q), ("k", k), ("v", v), (g_name, g), ("beta", beta),
              ("initial_state", initial_state), ("cu_seqlens", cu_seqlens)]
     for name, x in named:
         if x is not None and not isinstance(x, torch.Tensor):
@@ -106,11 +107,11 @@ def _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay: bool):
     if g is not None:
         want = (B, T, H, K) if vector_decay else (B, T, H)
         if tuple(g.shape) != want:
-            _fail(fn, f"g must have shape {list(want)} "
+            _fail(fn, f"{g_name} must have shape {list(want)} "
                       f"({'a log decay per key dimension' if vector_decay else 'a log decay per head'}), "
                       f"got {tuple(g.shape)}")
         if g.dtype not in _FLOATS:
-            _fail(fn, f"g must be a float tensor, got {g.dtype}", TypeError)
+            _fail(fn, f"{g_name} must be a float tensor, got {g.dtype}", TypeError)
     if beta is not None:
         if tuple(beta.shape) != (B, T, H):
             _fail(fn, f"beta must have shape {[B, T, H]}, got {tuple(beta.shape)}")
@@ -129,10 +130,51 @@ def _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay: bool):
                 _fail(fn, f"cu_seqlens must start at 0, end at T = {T} and be non-decreasing, "
                           f"got {cu[:4]}{'...' if len(cu) > 4 else ''}")
         N = cu_seqlens.numel() - 1
-    if initial_state is not None and tuple(initial_state.shape) != (N, H, K, V):
-        _fail(fn, f"initial_state must have shape [sequences, heads, K, V] = {[N, H, K, V]}, "
-                  f"got {tuple(initial_state.shape)}")
+    if initial_state is not None:
+        if tuple(initial_state.shape) != (N, H, K, V):
+            _fail(fn, f"initial_state must have shape [sequences, heads, K, V] = {[N, H, K, V]}, "
+                      f"got {tuple(initial_state.shape)}")
+        # A real float state is carried in the state dtype (float32, float64 for float64
+        # inputs); a complex one would lose its imaginary part, an int or bool one is a
+        # mistake.
+        if initial_state.dtype not in _FLOATS:
+            _fail(fn, f"initial_state must be a float16/bfloat16/float32/float64 tensor (the "
+                      f"state is real), got {initial_state.dtype}", TypeError)
     return N
+
+
+def _scalars(fn, scale, output_final_state, lowering_config):
+    """scale as a float (None: K ** -0.5, left to the caller), output_final_state as a
+    bool, lowering_config a str or None; anything else is refused with its name."""
+    if scale is not None and type(scale) is not float:
+        if isinstance(scale, (bool, complex, str, bytes)):
+            _fail(fn, f"scale must be a real number, got {scale!r}", TypeError)
+        try:
+            scale = float(scale)
+        except (TypeError, ValueError, RuntimeError):
+            _fail(fn, f"scale must be a real number, got {scale!r}", TypeError)
+    if type(output_final_state) is not bool:
+        if not ((isinstance(output_final_state, int) and output_final_state in (0, 1))
+                or type(output_final_state).__name__ == "bool_"):
+            _fail(fn, f"output_final_state must be a bool, got {output_final_state!r}",
+                  TypeError)
+        output_final_state = bool(output_final_state)
+    if lowering_config is not None and not isinstance(lowering_config, str):
+        _fail(fn, f"lowering_config must be a str or None, got "
+                  f"{type(lowering_config).__name__}", TypeError)
+    return scale, output_final_state
+
+
+def key_dim_problem(fn: str, error: RuntimeError, K: int) -> Optional[ValueError]:
+    """The compiler's refusal of a key dimension wider than its lowerings unroll (its own
+    limit, kMaxKeyDim) as a ValueError naming the function and q/k; None for any other
+    error."""
+    text = str(error)
+    at = text.find("key_dim")
+    if at < 0 or "exceeds" not in text:
+        return None
+    return ValueError(f"mixir.ops.{fn}: q and k have key dimension {K}, wider than the "
+                      f"compiler takes: {text[at:].splitlines()[0]}")
 
 
 def _decays_as_fla_reads_them(q, g, beta):
@@ -333,7 +375,10 @@ def _additive_backward(q, k, v, g, scale, h0, cu, final, do, dfinal, needs, conf
                 if cu is not None:
                     first = torch.where((cu[1:] > cu[:-1]).view(N, *([1] * (first.dim() - 1))),
                                         first, 0.0)
-                dS0 = dS0 * torch.exp(first.to(dS0.dtype)).view(N, H, -1, 1)
+                # [N, H] (per head) or [N, H, K] (per key) -> [N, H, 1 or K, 1]; no
+                # view(N, H, -1, 1), which is ambiguous when N = 0.
+                decay0 = torch.exp(first.to(dS0.dtype))
+                dS0 = dS0 * (decay0[..., None, None] if decay0.dim() == 2 else decay0[..., None])
         else:
             dS0 = None
         dv = dv if need_v else None
@@ -371,13 +416,22 @@ _LIB.impl("linear_attention_backward", _backward, "CompositeImplicitAutograd")
 
 
 def _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens,
-             vector_decay, lowering_config=None):
-    _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay)
+             vector_decay, lowering_config=None, g_name="g"):
+    _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay, g_name)
+    if type(scale) is not float or type(output_final_state) is not bool or \
+            lowering_config is not None:
+        scale, output_final_state = _scalars(fn, scale, output_final_state, lowering_config)
     if scale is None:
         scale = q.shape[3] ** -0.5
     g, beta = _decays_as_fla_reads_them(q, g, beta)
-    o, final = _OP(q, k, v, g, beta, float(scale), initial_state, cu_seqlens,
-                   bool(output_final_state), None, False, False, lowering_config)
+    try:
+        o, final = _OP(q, k, v, g, beta, scale, initial_state, cu_seqlens,
+                       output_final_state, None, False, False, lowering_config)
+    except RuntimeError as e:
+        problem = key_dim_problem(fn, e, q.shape[3])
+        if problem is None:
+            raise
+        raise problem from None
     return o, (final if output_final_state else None)
 
 
@@ -407,7 +461,8 @@ def chunk_simple_gla(q, k, v, g=None, scale=None, initial_state=None, output_fin
 def fused_recurrent_simple_gla(q, k, v, g=None, scale=None, initial_state=None,
                                output_final_state=False, cu_seqlens=None):
     """The decode form of chunk_simple_gla (same math; short sequences)."""
-    return chunk_simple_gla(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens)
+    return _forward("fused_recurrent_simple_gla", q, k, v, g, None, scale, initial_state,
+                    output_final_state, cu_seqlens, False)
 
 
 def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False,
@@ -421,7 +476,8 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
 def fused_recurrent_gla(q, k, v, gk=None, scale=None, initial_state=None,
                         output_final_state=False, cu_seqlens=None):
     """The decode form of chunk_gla (fla names the key-dimension decay `gk`)."""
-    return chunk_gla(q, k, v, gk, scale, initial_state, output_final_state, cu_seqlens)
+    return _forward("fused_recurrent_gla", q, k, v, gk, None, scale, initial_state,
+                    output_final_state, cu_seqlens, True, g_name="gk")
 
 
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
@@ -439,5 +495,8 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
 def fused_recurrent_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
                                      output_final_state=False, cu_seqlens=None):
     """The decode form of chunk_gated_delta_rule."""
-    return chunk_gated_delta_rule(q, k, v, g, beta, scale, initial_state, output_final_state,
-                                  cu_seqlens)
+    fn = "fused_recurrent_gated_delta_rule"
+    if beta is None:
+        _fail(fn, "beta is required (the delta rule's step sizes)")
+    return _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens,
+                    False)

@@ -21,6 +21,29 @@ from ._torch import state_dtype
 __all__ = ["scan", "jagged", "Window"]
 
 
+def _window_problem(block, k) -> Optional[str]:
+    """Why (block, k) is not a jagged window, or None. The longest block the compiler
+    takes is its own limit (kMaxJaggedBlock: its lowerings unroll a block into
+    registers); a longer one fails when the scan is built, as a ValueError naming the
+    block (see _compile_problem)."""
+    if not isinstance(block, int) or isinstance(block, bool) or block <= 0:
+        return f"block must be a positive int, got {block!r}"
+    if isinstance(k, bool) or k not in (1, 2):
+        return f"k must be 1 or 2, got {k!r}"
+    return None
+
+
+def _compile_problem(error: RuntimeError, w: "Window") -> Optional[ValueError]:
+    """The compiler's refusal of a jagged block (longer than its lowerings take) as a
+    ValueError naming the block; None for any other error."""
+    text = str(error)
+    at = text.find("jagged window block")
+    if w.kind != "jagged" or at < 0:
+        return None
+    return ValueError(f"mixir.ops.scan: window block {w.block} is not supported: "
+                      f"{text[at:].splitlines()[0]}")
+
+
 @dataclass(frozen=True)
 class Window:
     """Reach of the recurrence: global, or the jagged sliding window of spec 2.1.
@@ -35,23 +58,21 @@ class Window:
             if self.block or self.k:
                 raise ValueError("mixir.ops.Window: a global window takes no block or k")
         elif self.kind == "jagged":
-            if not isinstance(self.block, int) or self.block <= 0:
-                raise ValueError(f"mixir.ops.Window: block must be a positive int, got "
-                                 f"{self.block!r}")
-            if self.k not in (1, 2):
-                raise ValueError(f"mixir.ops.Window: k must be 1 or 2, got {self.k!r}")
+            problem = _window_problem(self.block, self.k)
+            if problem:
+                raise ValueError(f"mixir.ops.Window: {problem}")
         else:
             raise ValueError(f"mixir.ops.Window: kind must be 'global' or 'jagged', got "
                              f"{self.kind!r}")
 
 
 def jagged(block: int = 16, k: int = 2) -> Window:
-    """The sliding window recurrence: exact inside `block` steps, carry from the previous block
-    (k = 2) or none (k = 1)."""
-    if not isinstance(block, int) or isinstance(block, bool) or block <= 0:
-        raise ValueError(f"mixir.ops.jagged: block must be a positive int, got {block!r}")
-    if k not in (1, 2):
-        raise ValueError(f"mixir.ops.jagged: k must be 1 or 2, got {k!r}")
+    """The sliding window recurrence: exact inside `block` steps, carry from the previous
+    block (k = 2) or none (k = 1). The compiler bounds the block (kMaxJaggedBlock); a
+    scan with a longer one raises ValueError naming the block."""
+    problem = _window_problem(block, k)
+    if problem:
+        raise ValueError(f"mixir.ops.jagged: {problem}")
     return Window("jagged", block, k)
 
 
@@ -88,6 +109,16 @@ def _check_tensor(name: str, x, rank: int, what: str):
     if x.dtype not in _SUPPORTED:
         raise TypeError(f"mixir.ops.scan: {name} has dtype {x.dtype}; supported: "
                         + ", ".join(str(d) for d in _SUPPORTED))
+
+
+def _flag(fn: str, name: str, x) -> bool:
+    """A bool argument: True/False (or 0/1, numpy's bool); anything else is refused rather
+    than read by its truth value (reverse="no" would reverse)."""
+    if type(x) is bool:
+        return x
+    if (isinstance(x, int) and x in (0, 1)) or type(x).__name__ == "bool_":
+        return bool(x)
+    raise TypeError(f"mixir.ops.{fn}: {name} must be a bool, got {x!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -212,8 +243,13 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
     a: gates [B, T, D] (log a_t if log_space); b: inputs [B, T, D]; real or complex,
     float16/bfloat16/float32/float64, any strides, CPU or CUDA. The state (and h) is
     float32 for 16/32-bit inputs, float64 for 64-bit ones, complex if any input is.
-    initial_state: [B, D]. window: None (global) or mixir.ops.jagged(block=16, k=1|2),
-    the sliding window recurrence (initial_state is the first block's carry).
+    initial_state: [B, D], cast to the state dtype (a complex one for real a and b is an
+    error). window: None (global) or mixir.ops.jagged(block=16, k=1|2), the sliding window
+    recurrence (initial_state is the first block's carry; a block longer than the compiler
+    takes is a ValueError).
+    Empty inputs (B, T or D = 0) give empty h and a final state equal to initial_state
+    (global window) or zeros. NaN and inf propagate as IEEE arithmetic does (a zero gate
+    after a NaN state still gives NaN: 0 * NaN); gates outside [0, 1] are taken as given.
     cu_seqlens: int tensor [N + 1] of packed sequence boundaries (batch must be 1, like
     fla); initial_state and final_state are then [N, D], one per sequence. Jagged windows
     need every sequence to start on a block boundary (blocks are per-sequence aligned).
@@ -222,11 +258,19 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
     transposed [B, D, T] tensor is), else contiguous.
     """
     w = window if type(window) is Window else _window(window)
+    if type(reverse) is not bool or type(log_space) is not bool or \
+            type(output_final_state) is not bool:
+        reverse = _flag("scan", "reverse", reverse)
+        log_space = _flag("scan", "log_space", log_space)
+        output_final_state = _flag("scan", "output_final_state", output_final_state)
     _check_tensor("a", a, 3, "[batch, time, channels]")
     _check_tensor("b", b, 3, "[batch, time, channels]")
     if a.shape != b.shape:
         raise ValueError(f"mixir.ops.scan: a and b must have the same shape, got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
+    if initial_state is not None and not isinstance(initial_state, torch.Tensor):
+        raise TypeError(f"mixir.ops.scan: initial_state must be a torch.Tensor or None, got "
+                        f"{type(initial_state).__name__}")
     device = b.device
     if not (b.is_cuda or b.is_cpu or b.is_meta) or a.device != device or (
             initial_state is not None and initial_state.device != device):
@@ -235,8 +279,14 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
         raise ValueError("mixir.ops.scan: a jagged window with k=1 has no carry, so "
                          "initial_state would be ignored; pass k=2 or no initial_state")
     if cu_seqlens is not None:
-        return _scan_varlen(a, b, initial_state, bool(reverse), bool(log_space), w,
-                            output_final_state, cu_seqlens)
+        try:
+            return _scan_varlen(a, b, initial_state, reverse, log_space, w, output_final_state,
+                                cu_seqlens)
+        except RuntimeError as e:
+            problem = _compile_problem(e, w)
+            if problem is None:
+                raise
+            raise problem from None
     if initial_state is not None:
         B, _, D = b.shape
         state = state_dtype(a.dtype, b.dtype)
@@ -250,7 +300,13 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
             initial_state = initial_state.to(state)
     # The C++ op; its autograd kernel (C++) goes straight to the device kernel when
     # there is nothing to differentiate.
-    h, final = _SCAN_OP(a, b, initial_state, bool(reverse), bool(log_space), w.block, w.k)
+    try:
+        h, final = _SCAN_OP(a, b, initial_state, reverse, log_space, w.block, w.k)
+    except RuntimeError as e:
+        problem = _compile_problem(e, w)
+        if problem is None:
+            raise
+        raise problem from None
     return h, (final if output_final_state else None)
 
 
@@ -278,6 +334,9 @@ def _scan_varlen(a, b, initial_state, reverse, log_space, w, output_final_state,
     if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dim() != 1 or \
             cu_seqlens.dtype not in (torch.int32, torch.int64) or cu_seqlens.numel() < 2:
         raise ValueError("mixir.ops.scan: cu_seqlens must be a 1-D int32/int64 tensor [N + 1]")
+    if cu_seqlens.is_meta:
+        raise ValueError("mixir.ops.scan: cu_seqlens is a meta tensor; the sequence boundaries "
+                         "are read on the host, so it must hold values (cpu or cuda)")
     if B != 1:
         raise ValueError(f"mixir.ops.scan: with cu_seqlens the batch must be 1 (packed "
                          f"sequences), got batch {B}")
@@ -301,6 +360,8 @@ def _scan_varlen(a, b, initial_state, reverse, log_space, w, output_final_state,
         if tuple(initial_state.shape) != (N, D):
             raise ValueError(f"mixir.ops.scan: with cu_seqlens initial_state must have shape "
                              f"{(N, D)} (one per sequence), got {tuple(initial_state.shape)}")
+        if initial_state.is_complex() and not state.is_complex:
+            raise TypeError("mixir.ops.scan: initial_state is complex but a and b are real")
         initial_state = initial_state.to(state)
     nonempty = [i for i in range(N) if cu[i + 1] > cu[i]]
     first = torch.tensor([cu[i + 1] - 1 if reverse else cu[i] for i in nonempty],

@@ -66,6 +66,33 @@ def _output(layer: Phalanx, Y: torch.Tensor, C: torch.Tensor, V: torch.Tensor) -
     return layer.proj_o(Z.to(layer.proj_o.weight.dtype))
 
 
+def _check_state(layer: Phalanx, state, B: int, device) -> None:
+    """The state's fields: shapes [B, heads, 16], [B, heads], [B, heads, 16] and [B],
+    real floating h_loc, r, c_prev and an integer i, on x_t's device (metadata only: a
+    value check of i would synchronise the GPU on every token)."""
+    if not isinstance(state, JagState):
+        raise TypeError(f"step: state must be a JagState (inference.init_state or prefill), "
+                        f"got {type(state).__name__}")
+    if state.h_loc.dim() >= 1 and state.h_loc.shape[0] != B:
+        raise ValueError(f"step: the state holds {state.h_loc.shape[0]} sequences, x_t {B}")
+    H = layer.heads
+    for name, t, shape in (("h_loc", state.h_loc, (B, H, HEAD_DIM)), ("r", state.r, (B, H)),
+                           ("c_prev", state.c_prev, (B, H, HEAD_DIM)), ("i", state.i, (B,))):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"step: state.{name} must be a torch.Tensor, got "
+                            f"{type(t).__name__}")
+        if tuple(t.shape) != shape:
+            raise ValueError(f"step: state.{name} must have shape {list(shape)} (batch {B}, "
+                             f"{H} heads), got {tuple(t.shape)}")
+        if t.device != device:
+            raise ValueError(f"step: state.{name} is on {t.device} but x_t is on {device}")
+        if name == "i":
+            if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+                raise TypeError(f"step: state.i must be an integer tensor, got {t.dtype}")
+        elif not t.is_floating_point():
+            raise TypeError(f"step: state.{name} must be a floating tensor, got {t.dtype}")
+
+
 @torch.no_grad()
 def prefill(layer: Phalanx, x: torch.Tensor, mode: str = "parallel") -> Tuple[torch.Tensor, JagState]:
     """Outputs for a prompt x [B, P, dim] (P >= 0) and the state after it.
@@ -73,8 +100,9 @@ def prefill(layer: Phalanx, x: torch.Tensor, mode: str = "parallel") -> Tuple[to
     mode "parallel": one forward pass (the compiled scan) plus a short k = 1 scan over
     the last one or two blocks for the state. mode "sequential": token by token with
     `step` (the reference for streaming)."""
-    if x.dim() != 3 or x.shape[-1] != layer.dim:
-        raise ValueError(f"prefill: x must be [batch, length, {layer.dim}], got {tuple(x.shape)}")
+    if not isinstance(layer, Phalanx):
+        raise TypeError(f"prefill: layer must be a mixir.nn.Phalanx, got {type(layer).__name__}")
+    layer._check_input("prefill", "x", x, 3)
     B, P, _ = x.shape
     state = init_state(layer, B, x.device)
     if mode == "sequential":
@@ -115,11 +143,11 @@ def step(layer: Phalanx, x_t: torch.Tensor, state: JagState) -> Tuple[torch.Tens
     """One token per sequence: x_t [B, dim] -> (out [B, dim], the updated state).
 
     The recurrence update of the whole batch is one compiled scan launch."""
-    if x_t.dim() != 2 or x_t.shape[-1] != layer.dim:
-        raise ValueError(f"step: x_t must be [batch, {layer.dim}], got {tuple(x_t.shape)}")
+    if not isinstance(layer, Phalanx):
+        raise TypeError(f"step: layer must be a mixir.nn.Phalanx, got {type(layer).__name__}")
+    layer._check_input("step", "x_t", x_t, 2)
     B = x_t.shape[0]
-    if state.h_loc.shape[0] != B:
-        raise ValueError(f"step: the state holds {state.h_loc.shape[0]} sequences, x_t {B}")
+    _check_state(layer, state, B, x_t.device)
     H, D = layer.heads, layer.dim
     A, X, C, V = _recurrence_inputs(layer, x_t[:, None])
     a = A[:, 0]                                          # [B, H]

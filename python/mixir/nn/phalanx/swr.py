@@ -20,6 +20,7 @@ from ...ops.scan import Window, scan
 __all__ = ["Phalanx", "btp_pytorch", "btp_pytorch_linspace", "METHODS"]
 
 METHODS = ("default", "pytorch", "pytorch_linspace")
+_RECURRENCE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _TINY_GATE = 1e-9  # spec 2.3: a gate at or below this cuts every path through it
 
 
@@ -93,6 +94,10 @@ class Phalanx(nn.Module):
                  method: str = "default", k: int = 2, c_activation: str = "identity",
                  recurrence_dtype: torch.dtype = torch.bfloat16, device=None, dtype=None):
         super().__init__()
+        for name, value in (("dim", dim), ("heads", heads), ("kv_heads", kv_heads)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value <= 0):
+                raise ValueError(f"Phalanx: {name} must be a positive int, got {value!r}")
         if heads is None:
             if dim % HEAD_DIM:
                 raise ValueError(f"Phalanx: dim {dim} is not a multiple of the head dim "
@@ -106,8 +111,12 @@ class Phalanx(nn.Module):
             raise ValueError(f"Phalanx: kv_heads ({kv_heads}) must divide heads ({heads})")
         if method not in METHODS:
             raise ValueError(f"Phalanx: method must be one of {METHODS}, got {method!r}")
-        if k not in (1, 2):
+        if not isinstance(k, int) or isinstance(k, bool) or k not in (1, 2):
             raise ValueError(f"Phalanx: k must be 1 or 2, got {k!r}")
+        if recurrence_dtype not in _RECURRENCE_DTYPES:
+            raise ValueError(f"Phalanx: recurrence_dtype must be one of "
+                             f"{', '.join(str(d) for d in _RECURRENCE_DTYPES)}, got "
+                             f"{recurrence_dtype!r}")
         if c_activation not in ("identity", "sigmoid"):
             raise ValueError(f"Phalanx: c_activation must be 'identity' or 'sigmoid', got "
                              f"{c_activation!r}")
@@ -164,10 +173,28 @@ class Phalanx(nn.Module):
         y = ref(coeff, xb, self.k)[..., :L]
         return y.permute(0, 3, 1, 2).reshape(B, L, self.dim)
 
+    def _check_input(self, fn: str, name: str, x, rank: int) -> None:
+        """x: a floating tensor [batch, length, dim] (rank 3) or [batch, dim] (rank 2) of
+        the dtype and device of the layer's parameters; the errors name `fn` and `name`."""
+        shape = f"[batch, length, {self.dim}]" if rank == 3 else f"[batch, {self.dim}]"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{fn}: {name} must be a torch.Tensor {shape}, got "
+                            f"{type(x).__name__}")
+        if x.dim() != rank or x.shape[-1] != self.dim:
+            raise ValueError(f"{fn}: {name} must be {shape}, got {tuple(x.shape)}")
+        weight = self.proj_o.weight
+        if not x.is_floating_point():
+            raise TypeError(f"{fn}: {name} must be a floating tensor (the layer's parameters "
+                            f"are {weight.dtype}), got {x.dtype}")
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"{fn}: {name} has dtype {x.dtype} but the layer's parameters are "
+                            f"{weight.dtype}; cast one to the other (or run under autocast)")
+        if x.device != weight.device:
+            raise ValueError(f"{fn}: {name} is on {x.device} but the layer's parameters are "
+                             f"on {weight.device}")
+
     def forward(self, x: torch.Tensor, method: Optional[str] = None) -> torch.Tensor:
-        if x.dim() != 3 or x.shape[-1] != self.dim:
-            raise ValueError(f"Phalanx: x must be [batch, length, {self.dim}], got "
-                             f"{tuple(x.shape)}")
+        self._check_input("Phalanx", "x", x, 3)
         if method is not None and method not in METHODS:
             raise ValueError(f"Phalanx: method must be one of {METHODS}, got {method!r}")
         A, X, C, V = self.gates(x)
