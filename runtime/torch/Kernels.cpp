@@ -410,6 +410,26 @@ bool run(Call &call, std::string *unsupported) {
       }
     }
   }
+  // MIXIR_TRACE_OPERANDS=1: each operand's byte range and its storage's, to
+  // attribute a compute-sanitizer report's address to an operand.
+  static const bool trace = std::getenv("MIXIR_TRACE_OPERANDS") != nullptr;
+  if (trace) {
+    for (size_t i = 0; i < n; ++i) {
+      const Operand &o = call.operands[i];
+      if (!o.tensor || !o.tensor->defined())
+        continue;
+      const at::Tensor &t = *o.tensor;
+      auto *base = static_cast<const char *>(t.storage().data());
+      fprintf(stderr, "mixir-trace %s %s data %p storage [%p, %p) sizes %s strides %s\n",
+              call.op, o.role, t.data_ptr(), static_cast<const void *>(base),
+              static_cast<const void *>(base + t.storage().nbytes()),
+              c10::str(t.sizes()).c_str(), c10::str(t.strides()).c_str());
+    }
+    if (workspace.defined())
+      fprintf(stderr, "mixir-trace %s workspace [%p, %p)\n", call.op, workspace.data_ptr(),
+              static_cast<const void *>(static_cast<char *>(workspace.data_ptr()) +
+                                        workspace.nbytes()));
+  }
   launch(kernel->call, args.data(), call.device);
   return true;
 }

@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -19,3 +20,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# MIXIR_RECORD_TESTS=DIR: every worker records the calls the ops compile (the
+# C++ ops' $MIXIR_RECORD) into DIR/calls-<worker>.jsonl, each test's calls after a
+# {"test": nodeid} line: scripts/sanitize_kernels.py picks from it the fewest
+# tests that compile every kernel.
+_RECORD_TESTS = os.environ.get("MIXIR_RECORD_TESTS")
+
+
+@pytest.fixture(autouse=True)
+def _record_calls_per_test(request):
+    if _RECORD_TESTS:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        path = os.path.join(_RECORD_TESTS, f"calls-{worker}.jsonl")
+        os.makedirs(_RECORD_TESTS, exist_ok=True)
+        os.environ["MIXIR_RECORD"] = path
+        with open(path, "a") as f:
+            f.write(json.dumps({"test": request.node.nodeid}) + "\n")
+    yield

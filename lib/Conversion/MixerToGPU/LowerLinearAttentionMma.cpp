@@ -295,7 +295,8 @@ void MmaKernelBuilder::build() {
     ChunkRows rows = rowsOf(c);
     if (output) {
       copyRowsAsync(gw_, addc(stageOff, offQ), strideQK(), K, zero, rows, h, threads);
-      copyRowsAsync(gw_, addc(stageOff, offP), strideP(), kChunk, idx(2 * K), rows, h, threads);
+      copyRowsAsync(gw_, addc(stageOff, offP), strideP(), kChunk, idx(2 * K), rows, h, threads,
+                    /*eltBytes=*/2, /*lowerBlocks=*/true);
     }
     copyRowsAsync(gw_, addc(stageOff, offK), strideQK(), K, idx(K), rows, h, threads);
     copyRowsAsync(gv_, addc(stageOff, offV), strideV(), BV, vBaseCol, rows, h, threads);

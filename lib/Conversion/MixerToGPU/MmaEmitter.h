@@ -202,9 +202,14 @@ struct MmaEmitter {
   /// or 4) of the chunk's C rows of `g` at head `head` to shared memory at
   /// byte `dst` (rows `stride` elements apart): 16 bytes per thread and step
   /// of `threads`, issued asynchronously; rows past the sequence are
-  /// zero-filled (their source address is clamped to a valid row).
+  /// zero-filled (their source address is clamped to a valid row). With
+  /// `lowerBlocks` (the chunk's scores P, [C, C]), a row's columns right of
+  /// its 16 x 16 diagonal block are not copied: the prepare kernel does not
+  /// write them and the P V product skips those blocks (compute-sanitizer's
+  /// initcheck saw the reads of the unwritten workspace).
   void copyRowsAsync(const Global &g, Value dst, int64_t stride, int64_t cols, Value colBase,
-                     const ChunkRows &rows, Value head, int64_t threads, int64_t eltBytes = 2) {
+                     const ChunkRows &rows, Value head, int64_t threads, int64_t eltBytes = 2,
+                     bool lowerBlocks = false) {
     int64_t perVector = 16 / eltBytes;
     int64_t perRow = cols / perVector, total = kMmaChunk * perRow;
     for (int64_t i0 = 0; i0 < total; i0 += threads) {
@@ -212,6 +217,13 @@ struct MmaEmitter {
       auto guard = guardBelow(i, i0 + threads > total ? total : 0);
       Value r = arith::DivUIOp::create(b, i, idx(perRow));
       Value col = mul(arith::RemUIOp::create(b, i, idx(perRow)), idx(perVector));
+      std::optional<OpBuilder::InsertionGuard> inLowerBlocks;
+      if (lowerBlocks) {
+        Value blockEnd = mul(addc(arith::DivUIOp::create(b, r, idx(16)), 1), idx(16));
+        auto ifOp = scf::IfOp::create(b, ult(col, blockEnd), /*withElseRegion=*/false);
+        inLowerBlocks.emplace(b);
+        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      }
       Value inside = ult(r, rows.valid);
       Value t = arith::MinUIOp::create(b, add(rows.t0, r), rows.lastRow);
       Value src = byteAddress(g, rows.row, t, head, add(colBase, col), eltBytes);

@@ -13,7 +13,9 @@
 // the values: this kernel computes them for every chunk in parallel (a block
 // of 4 warps per (chunk, head, sequence)) into the op's workspace, row by
 // row: Qd in columns [0, K), Kd in [K, 2K), the row of P in [2K, 2K + 64)
-// (zero right of the diagonal), and in the chunk's first row exp(Gamma_C) as
+// (its 16 x 16 blocks on or below the diagonal, zero right of the diagonal;
+// the blocks right of the diagonal block are not written, and the sequential
+// kernel neither copies nor uses them), and in the chunk's first row exp(Gamma_C) as
 // K f32 values in [2K + 64, 4K + 64). The sequential kernel is then the
 // additive one with those operands and a per-column decay of the state.
 //
