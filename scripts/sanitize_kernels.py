@@ -54,10 +54,12 @@ def kernel_of(call: dict, memo: dict) -> str:
     return memo[key]
 
 
-def tests_and_kernels(record_dir: Path) -> dict:
-    """nodeid -> the set of kernels it compiled first in its worker."""
+def tests_and_kernels(record_dir: Path, seconds: dict = None) -> dict:
+    """nodeid -> the set of kernels it compiled first in its worker (and into
+    `seconds`, nodeid -> its recorded time)."""
     per_test: dict = {}
     memo: dict = {}
+    seconds = {} if seconds is None else seconds
     for path in sorted(record_dir.glob("calls-*.jsonl")):
         test = None
         for line in path.read_text().splitlines():
@@ -67,17 +69,23 @@ def tests_and_kernels(record_dir: Path) -> dict:
             if "test" in entry:
                 test = entry["test"]
                 per_test.setdefault(test, set())
+            elif "test_seconds" in entry:
+                seconds[test] = entry["test_seconds"]
             elif test is not None and entry.get("target", "").startswith("sm_"):
                 per_test[test].add(kernel_of(entry, memo))
     return per_test
 
 
-def cover(per_test: dict) -> list:
-    """Greedy set cover: tests in order of the most kernels not yet covered."""
+def cover(per_test: dict, seconds: dict = None) -> list:
+    """Greedy weighted set cover: tests in order of the most kernels not yet covered
+    per second of the test's own time (plus a second: a sanitizer's fixed cost per
+    test), so that cheap forward tests cover what they can before gradient tests."""
+    seconds = seconds or {}
     left = set().union(*per_test.values()) if per_test else set()
     chosen = []
     while left:
-        test = max(per_test, key=lambda t: (len(per_test[t] & left), t))
+        test = max(per_test,
+                   key=lambda t: (len(per_test[t] & left) / (1.0 + seconds.get(t, 0.0)), t))
         gained = per_test[test] & left
         if not gained:
             break
@@ -120,9 +128,10 @@ def main() -> int:
     p.add_argument("--select-only", action="store_true", help="print the chosen tests and stop")
     args = p.parse_args()
 
-    per_test = tests_and_kernels(args.record)
+    seconds: dict = {}
+    per_test = tests_and_kernels(args.record, seconds)
     kernels = set().union(*per_test.values()) if per_test else set()
-    chosen = cover(per_test)
+    chosen = cover(per_test, seconds)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sanitizer-tests.txt").write_text("\n".join(chosen) + "\n")
     print(f"{len(kernels)} kernels compiled by {len(per_test)} tests; "

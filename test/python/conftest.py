@@ -1,5 +1,6 @@
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -24,18 +25,25 @@ def pytest_collection_modifyitems(config, items):
 
 # MIXIR_RECORD_TESTS=DIR: every worker records the calls the ops compile (the
 # C++ ops' $MIXIR_RECORD) into DIR/calls-<worker>.jsonl, each test's calls after a
-# {"test": nodeid} line: scripts/sanitize_kernels.py picks from it the fewest
-# tests that compile every kernel.
+# {"test": nodeid} line and before a {"test_seconds": ...} line:
+# scripts/sanitize_kernels.py picks from it the cheapest tests that compile every
+# kernel.
 _RECORD_TESTS = os.environ.get("MIXIR_RECORD_TESTS")
 
 
 @pytest.fixture(autouse=True)
 def _record_calls_per_test(request):
-    if _RECORD_TESTS:
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        path = os.path.join(_RECORD_TESTS, f"calls-{worker}.jsonl")
-        os.makedirs(_RECORD_TESTS, exist_ok=True)
-        os.environ["MIXIR_RECORD"] = path
-        with open(path, "a") as f:
-            f.write(json.dumps({"test": request.node.nodeid}) + "\n")
+    if not _RECORD_TESTS:
+        yield
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    path = os.path.join(_RECORD_TESTS, f"calls-{worker}.jsonl")
+    os.makedirs(_RECORD_TESTS, exist_ok=True)
+    os.environ["MIXIR_RECORD"] = path
+    with open(path, "a") as f:
+        f.write(json.dumps({"test": request.node.nodeid}) + "\n")
+    start = time.perf_counter()
     yield
+    # The test's time: the cover prefers cheap tests for the same kernels.
+    with open(path, "a") as f:
+        f.write(json.dumps({"test_seconds": time.perf_counter() - start}) + "\n")
