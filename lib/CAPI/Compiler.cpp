@@ -26,6 +26,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -201,8 +202,11 @@ MixirModule *mixir::compileOrLoad(const char *ir, size_t ir_len, const char *tar
   bool hasHostCode = !module->getOps<LLVM::LLVMFuncOp>().empty();
   if (hasHostCode) {
     ExecutionEngineOptions engineOptions;
-    engineOptions.transformer = makeOptimizingTransformer(/*optLevel=*/3, /*sizeLevel=*/0,
-                                                          /*targetMachine=*/nullptr);
+    // `transformer` is a function_ref: the function it refers to must outlive
+    // create() (ASan found the temporary it once pointed to: stack-use-after-scope).
+    std::function<llvm::Error(llvm::Module *)> optimize =
+        makeOptimizingTransformer(/*optLevel=*/3, /*sizeLevel=*/0, /*targetMachine=*/nullptr);
+    engineOptions.transformer = optimize;
     SmallVector<StringRef, 1> libs;
     if (runtime_library && *runtime_library)
       libs.push_back(runtime_library);

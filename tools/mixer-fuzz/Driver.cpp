@@ -54,7 +54,8 @@ static cl::opt<unsigned> seconds("seconds", cl::desc("time budget (0: until --ru
 static cl::opt<unsigned> seed("seed", cl::desc("random seed"), cl::init(1));
 static cl::opt<unsigned> timeout("timeout", cl::desc("seconds per input before it is a hang"),
                                  cl::init(60));
-static cl::opt<unsigned> memoryMb("memory-mb", cl::desc("address-space limit per input, MiB"),
+static cl::opt<unsigned> memoryMb("memory-mb",
+                                  cl::desc("address-space limit per input, MiB (0: none)"),
                                   cl::init(4096));
 static cl::opt<std::string> crashDir("crashes", cl::desc("where findings are saved"),
                                      cl::init("fuzz-crashes"));
@@ -297,9 +298,14 @@ Result runInChild(const std::string &input, bool serialize) {
   }
   if (pid == 0) {
     close(pipe[0]);
-    struct rlimit limit;
-    limit.rlim_cur = limit.rlim_max = rlim_t(memoryMb) << 20;
-    setrlimit(RLIMIT_AS, &limit);
+    // (ASan reserves terabytes of shadow address space: no limit under it.)
+#if !defined(__SANITIZE_ADDRESS__)
+    if (memoryMb) {
+      struct rlimit limit;
+      limit.rlim_cur = limit.rlim_max = rlim_t(memoryMb) << 20;
+      setrlimit(RLIMIT_AS, &limit);
+    }
+#endif
     alarm(timeout);
     char stage = static_cast<char>(runOne(input, serialize));
     if (write(pipe[1], &stage, 1) != 1)

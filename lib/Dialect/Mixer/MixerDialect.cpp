@@ -169,11 +169,25 @@ LogicalResult LoweringConfigAttr::verify(function_ref<InFlightDiagnostic()> emit
   if (tile < 0 || unroll < 1 || chunk < 0 || blockV < 0 || keySplit < 0)
     return emitError() << "lowering_config: tile, chunk, block_v and key_split must be >= 0 "
                           "and unroll >= 1";
+  // Bounds of what the mechanisms build in bounded time and what a GPU
+  // launches (a fuzzed unroll of 2^32 ran a lowering out of memory).
+  if (unroll > kMaxUnroll)
+    return emitError() << "lowering_config: unroll must be at most " << kMaxUnroll << ", got "
+                       << unroll;
+  if (tile > kMaxTile || chunk > kMaxTile || blockV > kMaxTile || keySplit > kMaxKeyDim)
+    return emitError() << "lowering_config: tile, chunk and block_v must be at most " << kMaxTile
+                       << " and key_split at most " << kMaxKeyDim;
   if (block && (block.size() != 3 || llvm::any_of(block.asArrayRef(),
                                                   [](int64_t x) { return x <= 0; })))
     return emitError() << "lowering_config: block must be three positive thread counts";
-  if (vectorAlignment < 0 || (vectorAlignment && !llvm::isPowerOf2_64(vectorAlignment)))
-    return emitError() << "lowering_config: vector_alignment must be 0 or a power of 2, got "
+  if (block && (block[0] > 1024 || block[1] > 1024 || block[2] > 64 ||
+                block[0] * block[1] * block[2] > 1024))
+    return emitError() << "lowering_config: block must launch on a GPU: x, y <= 1024, z <= 64, "
+                          "at most 1024 threads in all";
+  if (vectorAlignment < 0 || vectorAlignment > 256 ||
+      (vectorAlignment && !llvm::isPowerOf2_64(vectorAlignment)))
+    return emitError() << "lowering_config: vector_alignment must be 0 or a power of 2 up to "
+                          "256, got "
                        << vectorAlignment;
   if (vectorOperands < 0)
     return emitError() << "lowering_config: vector_operands is a bit mask (>= 0)";

@@ -82,3 +82,26 @@ func.func @huge_block(%a: memref<1x?x8xf32>, %h: memref<1x?x8xf32>) {
 // expected-error @+1 {{target chip must be "cpu" or a CUDA architecture like "sm_90a", got "sm_"}}
 module attributes {mixer.target = #mixer.target<chip = "sm_">} {
 }
+
+// -----
+
+// A lowering config's unroll is bounded (mixer-fuzz: 2^32 ran the channel scan
+// lowering out of memory).
+!v = memref<?xf32, strided<[?], offset: ?>>
+func.func @huge_unroll(%a: !v, %h: !v, %dh: !v, %c: f32, %g: f32, %da: !v, %db: !v) -> f32 {
+  // expected-error @+3 {{lowering_config: unroll must be at most 64, got 4294967296}}
+  %r = mixer.channel_scan_adjoint global gates(%a : !v) states(%h : !v) output_grad(%dh : !v)
+      carry(%c : f32) grad_carry(%g : f32) gates_grad(%da : !v) inputs_grad(%db : !v)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = tiled, unroll = 4294967296>} -> f32
+  return %r : f32
+}
+
+// -----
+
+func.func @too_many_threads(%a: memref<1x?x8xf32>, %h: memref<1x?x8xf32>) {
+  // expected-error @+3 {{lowering_config: block must launch on a GPU}}
+  mixer.scan global gates(%a : memref<1x?x8xf32>) inputs(%a : memref<1x?x8xf32>)
+      outs(%h : memref<1x?x8xf32>)
+      {mixer.lowering_config = #mixer.lowering_config<block = [1024, 2, 1]>}
+  return
+}

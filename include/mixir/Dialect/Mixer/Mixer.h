@@ -28,6 +28,10 @@ namespace mlir::mixer {
 /// is a linear attention's state column over its key dimension.
 constexpr int64_t kMaxJaggedBlock = 256;
 constexpr int64_t kMaxKeyDim = 1024;
+/// A lowering config's bounds: steps unrolled per loop iteration, and the
+/// tile, chunk and value-tile lengths.
+constexpr int64_t kMaxUnroll = 64;
+constexpr int64_t kMaxTile = 1 << 20;
 
 /// Registers the bufferization model of mixer.scan (tensor -> memref form).
 void registerBufferizableOpInterfaceExternalModels(DialectRegistry &registry);
