@@ -16,7 +16,7 @@ import torch
 
 from .. import _compiler, runtime
 
-__all__ = ["LIBRARY", "dtype_name", "torch_dtype", "state_dtype"]
+__all__ = ["LIBRARY", "dtype_name", "torch_dtype", "state_dtype", "as_flag"]
 
 LIBRARY = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_lib", "libmixir_torch.so")
 
@@ -56,3 +56,14 @@ def state_dtype(*dtypes: torch.dtype) -> torch.dtype:
     """The dtype the compiler carries a recurrence over these inputs in (its rule;
     what the fake kernels allocate)."""
     return _DTYPES[_compiler.state_dtype(*[_NAMES[d] for d in dtypes])]
+
+
+def as_flag(where: str, name: str, x) -> bool:
+    """A bool argument of the function `where` (e.g. "mixir.ops.scan"): True/False (or 0/1,
+    numpy's bool); anything else is a TypeError naming it, never read by its truth value
+    (reverse="no" would reverse)."""
+    if type(x) is bool:
+        return x
+    if (isinstance(x, int) and x in (0, 1)) or type(x).__name__ == "bool_":
+        return bool(x)
+    raise TypeError(f"{where}: {name} must be a bool, got {x!r}")

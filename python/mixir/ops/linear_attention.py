@@ -28,7 +28,7 @@ from typing import Optional
 
 import torch
 
-from ._torch import state_dtype
+from ._torch import as_flag, state_dtype
 
 __all__ = [
     "linear_attention", "chunk_simple_gla", "fused_recurrent_simple_gla", "chunk_gla",
@@ -153,12 +153,7 @@ def _scalars(fn, scale, output_final_state, lowering_config):
             scale = float(scale)
         except (TypeError, ValueError, RuntimeError):
             _fail(fn, f"scale must be a real number, got {scale!r}", TypeError)
-    if type(output_final_state) is not bool:
-        if not ((isinstance(output_final_state, int) and output_final_state in (0, 1))
-                or type(output_final_state).__name__ == "bool_"):
-            _fail(fn, f"output_final_state must be a bool, got {output_final_state!r}",
-                  TypeError)
-        output_final_state = bool(output_final_state)
+    output_final_state = as_flag(f"mixir.ops.{fn}", "output_final_state", output_final_state)
     if lowering_config is not None and not isinstance(lowering_config, str):
         _fail(fn, f"lowering_config must be a str or None, got "
                   f"{type(lowering_config).__name__}", TypeError)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._torch import state_dtype
+from ._torch import as_flag, state_dtype
 from .linear_attention import _FLOATS, adjoint, key_dim_problem
 
 __all__ = ["mlstm_chunkwise", "mlstm_recurrent_sequence", "mlstm_recurrent_step"]
@@ -80,14 +80,6 @@ def _real(fn, name, x) -> float:
         except (TypeError, ValueError, RuntimeError):
             pass
     _fail(fn, f"{name} must be a real number, got {x!r}", TypeError)
-
-
-def _flag(fn, name, x) -> bool:
-    if type(x) is bool:
-        return x
-    if (isinstance(x, int) and x in (0, 1)) or type(x).__name__ == "bool_":
-        return bool(x)
-    _fail(fn, f"{name} must be a bool, got {x!r}", TypeError)
 
 
 def _check_step(fn, q, k, v, i, f):
@@ -198,7 +190,7 @@ def _mlstm(fn, q, k, v, i, f, c_initial, n_initial, m_initial, return_last_state
            state_names=_STATE_NAMES):
     _check(fn, q, k, v, i, f, c_initial, n_initial, m_initial, state_names)
     eps = _real(fn, "eps", eps)
-    return_last_states = _flag(fn, "return_last_states", return_last_states)
+    return_last_states = as_flag(f"mixir.ops.mlstm.{fn}", "return_last_states", return_last_states)
     K = q.shape[3]
     # The op's layout is [B, T, H, d]: heads-before-time tensors are its views.
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)

@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ._torch import state_dtype
+from ._torch import as_flag, state_dtype
 
 __all__ = ["scan", "jagged", "Window"]
 
@@ -111,14 +111,6 @@ def _check_tensor(name: str, x, rank: int, what: str):
                         + ", ".join(str(d) for d in _SUPPORTED))
 
 
-def _flag(fn: str, name: str, x) -> bool:
-    """A bool argument: True/False (or 0/1, numpy's bool); anything else is refused rather
-    than read by its truth value (reverse="no" would reverse)."""
-    if type(x) is bool:
-        return x
-    if (isinstance(x, int) and x in (0, 1)) or type(x).__name__ == "bool_":
-        return bool(x)
-    raise TypeError(f"mixir.ops.{fn}: {name} must be a bool, got {x!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -260,9 +252,9 @@ def scan(a: torch.Tensor, b: torch.Tensor, initial_state: Optional[torch.Tensor]
     w = window if type(window) is Window else _window(window)
     if type(reverse) is not bool or type(log_space) is not bool or \
             type(output_final_state) is not bool:
-        reverse = _flag("scan", "reverse", reverse)
-        log_space = _flag("scan", "log_space", log_space)
-        output_final_state = _flag("scan", "output_final_state", output_final_state)
+        reverse = as_flag("mixir.ops.scan", "reverse", reverse)
+        log_space = as_flag("mixir.ops.scan", "log_space", log_space)
+        output_final_state = as_flag("mixir.ops.scan", "output_final_state", output_final_state)
     _check_tensor("a", a, 3, "[batch, time, channels]")
     _check_tensor("b", b, 3, "[batch, time, channels]")
     if a.shape != b.shape:
