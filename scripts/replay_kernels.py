@@ -202,7 +202,14 @@ def main() -> int:
     p.add_argument("--target", default=None, help="compile for this target instead of the "
                    "recorded one (cpu: run on the host)")
     p.add_argument("--limit", type=int, default=0, help="at most this many kernels")
+    p.add_argument("--shard", default="0/1", help="I/N: replay the I-th of N interleaved "
+                   "parts of the kernels (to run several sanitizer processes side by side)")
+    p.add_argument("--verbose", action="store_true", help="name each kernel before it runs, "
+                   "so that a sanitizer's report can be attributed")
     args = p.parse_args()
+    part, parts = (int(x) for x in args.shard.split("/"))
+    if not 0 <= part < parts:
+        p.error(f"--shard {args.shard}: want I/N with 0 <= I < N")
     calls = [c for c in calls_of(args.record) if args.target or c["target"].startswith("sm_")]
     memo: dict = {}
     smallest: dict = {}
@@ -210,11 +217,14 @@ def main() -> int:
         k = kernel_of(c, memo)
         if k not in smallest or elements(c) < elements(smallest[k]):
             smallest[k] = c
-    kernels = list(smallest.values())[: args.limit or None]
+    kernels = list(smallest.values())[: args.limit or None][part::parts]
     device = torch.device("cpu" if args.target == "cpu" else "cuda")
     failures, unsupported, start = 0, 0, time.time()
     for i, c in enumerate(kernels):
         target = args.target or c["target"]
+        if args.verbose:
+            print(f"kernel {i}: {c['op']} {c['attributes']!r} "
+                  f"{[(o['role'], o['sizes'], o['strides']) for o in c['operands']]}", flush=True)
         try:
             replay(c, target, device)
         except _compiler.CompileError as e:
