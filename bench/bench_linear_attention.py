@@ -13,9 +13,17 @@ varlen row (the tokens of (4, 4096, 64, 128) split unevenly into 4 packed sequen
 `--profile` adds each of our kernels' device time to a row.
 
     python bench/bench_linear_attention.py --set s2 [--rows 0,1,...]
+    python bench/bench_linear_attention.py --set s3 [--rows 0,1,2]
 
 S2: the gated delta rule with grouped value heads, d = 128, (h_qk, h_v) x sequences
 (batch x length, or packed lengths), forward against fla.
+
+S3: the mLSTM (exponential input gate), 65,536 tokens as (B, T) in (32, 2048), (8, 8192),
+(1, 65536), 16 heads, dqk = 128, dv = 256, bf16 q/k/v, fp32 gates, [B, NH, S, D];
+forward of mixir.ops.mlstm.mlstm_chunkwise (the tensor-core kernel) against
+mlstm_kernels' chunkwise--triton_limit_chunk (chunk 64) with its kernels in bf16
+(autocast_kernel_dtype) and in its default fp32. The FLOP model is the one above with
+K = 128, V = 256 (the normaliser's work not counted).
 
 Forward + backward (simple GLA and GLA; loss = <o, do>, gradients for q, k, v and
 g): simple GLA against fla's chunk_simple_gla when its backward runs, else (fla
@@ -118,6 +126,81 @@ def run_s2(a, peers):
             with open(os.path.join(a.out, "bench_linear_attention_s2.json"), "w") as f:
                 json.dump({"device": torch.cuda.get_device_name(),
                            "torch": torch.__version__, "rows": rows}, f, indent=1)
+
+
+S3_MLSTM = [(32, 2048), (8, 8192), (1, 65536)]
+
+
+def mlstm_peers():
+    if os.environ.get("MIXIR_BENCH_NO_PEERS") == "1":
+        return {}
+    try:
+        from mlstm_kernels.torch import get_mlstm_kernel
+        fn = get_mlstm_kernel("chunkwise--triton_limit_chunk")
+    except Exception as e:  # the peer is optional: report, don't fail
+        print(f"mlstm_kernels unavailable: {e!r}")
+        return {}
+    return {"limit_chunk_bf16": lambda *x: fn(*x, chunk_size=64,
+                                             autocast_kernel_dtype=torch.bfloat16),
+            "limit_chunk_fp32": lambda *x: fn(*x, chunk_size=64)}
+
+
+def run_s3(a):
+    from mixir.ops import mlstm as ml
+    peers = mlstm_peers()
+    rows, H, K, V = [], 16, 128, 256
+    keep = None if not a.rows else set(a.rows.split(","))
+    for idx, (B, T) in enumerate(S3_MLSTM):
+        if keep is not None and str(idx) not in keep:
+            continue
+        g = torch.Generator(device="cuda").manual_seed(0)
+        q = torch.randn(B, H, T, K, device="cuda", generator=g).bfloat16()
+        k = torch.randn(B, H, T, K, device="cuda", generator=g).bfloat16()
+        v = torch.randn(B, H, T, V, device="cuda", generator=g).bfloat16()
+        i = torch.randn(B, H, T, device="cuda", generator=g)
+        f = torch.randn(B, H, T, device="cuda", generator=g) + 3
+        args = (q, k, v, i, f)
+        nflop = flops(B, T, H, K, V)
+        row = {"op": "mlstm", "shape": [B, H, T, K, V]}
+        try:
+            o = ml.mlstm_chunkwise(*args)
+            row["ours_ms"] = ms = bench(lambda: ml.mlstm_chunkwise(*args))
+            row["ours_tflops"] = nflop / ms / 1e9
+            if PROFILE:
+                row["kernels_us"] = kernel_times(lambda: ml.mlstm_chunkwise(*args))
+            for name, fn in peers.items():
+                try:
+                    po = fn(*args)
+                    row[f"{name}_rel"] = ((o.float() - po.float()).abs().max()
+                                          / po.float().abs().max()).item()
+                    row[f"{name}_ms"] = pms = bench(lambda: fn(*args))
+                    row[f"{name}_x"] = pms / ms
+                except Exception as e:
+                    row[f"{name}_error"] = repr(e)[:160]
+        except Exception as e:
+            row["error"] = repr(e)[:200]
+        rows.append(row)
+        line = f"S3 mlstm (B, NH, S) = ({B}, {H}, {T}) "
+        if "ours_ms" in row:
+            line += f"ours {row['ours_ms']:.3f} ms {row['ours_tflops']:6.1f} TFLOP/s"
+        for name in peers:
+            if f"{name}_ms" in row:
+                line += f" | {name} {row[f'{name}_ms']:.3f} ms x{row[f'{name}_x']:.2f}" \
+                        f" rel {row[f'{name}_rel']:.1e}"
+            elif f"{name}_error" in row:
+                line += f" | {name}: {row[f'{name}_error'][:80]}"
+        if "kernels_us" in row:
+            line += " | kernels " + ", ".join(f"{k}: {t}" for k, t in row["kernels_us"].items())
+        if "error" in row:
+            line += f" | error: {row['error']}"
+        print(line, flush=True)
+        del q, k, v, i, f, args
+        torch.cuda.empty_cache()
+        if a.out:
+            os.makedirs(a.out, exist_ok=True)
+            with open(os.path.join(a.out, f"bench_linear_attention_s3{a.tag}.json"), "w") as fh:
+                json.dump({"device": torch.cuda.get_device_name(),
+                           "torch": torch.__version__, "rows": rows}, fh, indent=1)
 
 
 def make(B, T, H, D, delta, seed=0, per_key=False):
@@ -223,7 +306,7 @@ def main():
     ap.add_argument("--ops", default="simple_gla,gated_delta_rule")
     ap.add_argument("--rows", default=None,
                     help="comma-separated S1 row indices (0-5) and/or 'varlen' (default all)")
-    ap.add_argument("--set", default="s1", choices=("s1", "s2"))
+    ap.add_argument("--set", default="s1", choices=("s1", "s2", "s3"))
     ap.add_argument("--profile", action="store_true", help="our kernels' device times per row")
     ap.add_argument("--tag", default="", help="suffix of the JSON file (e.g. '_before')")
     ap.add_argument("--sweep", action="store_true",
@@ -236,6 +319,8 @@ def main():
     peers = fla_ops()
     if a.set == "s2":
         return run_s2(a, peers)
+    if a.set == "s3":
+        return run_s3(a)
     ops = a.ops.split(",")
     rows = []
     shapes = S1[:2] if a.quick else S1

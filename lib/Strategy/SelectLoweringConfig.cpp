@@ -218,7 +218,7 @@ struct Strategy {
     if (!eligible)
       return recurrent(true);
     SequenceSplitAttr split;
-    if (!op.getBeta() && op.getOutput()) {
+    if (!op.getBeta() && !op.isMlstm() && op.getOutput()) {
       int64_t sms = target.getSmCountOrDefault();
       split = SequenceSplitAttr::get(ctx, 0, sms / 2, kSplitMinLength, 4 * sms, kSplitMinPiece,
                                      kChunk);

@@ -17,6 +17,17 @@ func.func @simple_gla(%q: !q {mixer.alignment = 16 : i64}, %g: memref<?x?x?xf32>
       log_decay(%g : memref<?x?x?xf32>) scale(%s : f32) outs(%o : !q)
   return
 }
+// The mLSTM cell: the tensor-core kernel, never a sequence split (its pieces
+// would not combine through a scan).
+// CHECK-LABEL: func.func @mlstm(
+// CHECK: mixer.lowering_config = #mixer.lowering_config<kernel = chunked, sink_constants = true, chunk = 64, block_v = 64>}
+func.func @mlstm(%q: !q {mixer.alignment = 16 : i64}, %f: memref<?x?x?xf32>,
+                 %i: memref<?x?x?xf32>, %s: f32, %o: !q {mixer.alignment = 16 : i64}) {
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q)
+      log_decay(%f : memref<?x?x?xf32>) input_gate(%i : memref<?x?x?xf32>) scale(%s : f32)
+      outs(%o : !q)
+  return
+}
 // No alignment promised: cp.async cannot copy the rows; the recurrent kernel.
 // CHECK-LABEL: func.func @simple_gla_unaligned
 // CHECK: mixer.lowering_config = #mixer.lowering_config<kernel = recurrent, block = [128, 1, 1], sink_constants = true>

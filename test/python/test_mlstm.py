@@ -111,6 +111,46 @@ def test_initial_states_and_split_sequence(device):
         assert rel(got, want) < 1e-5
 
 
+# The tensor-core kernel (bf16/fp16, K <= 128 a multiple of 16, V a multiple of 16):
+# scores and the values of the state update are rounded to 16 bits, the state is f32.
+TC_TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}  # spec 3.1's bf16 bound
+TC_STATE_TOL = {torch.bfloat16: 8e-3, torch.float16: 1e-3}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("K,V", [(64, 64), (128, 128), (128, 256), (32, 16)])
+@pytest.mark.parametrize("T", [1, 63, 64, 65, 300])
+@pytest.mark.parametrize("input_spread", [1.0, 3.0])
+def test_tensor_core_kernel(dtype, K, V, T, input_spread):
+    """Against the float64 recurrence, from given states (so the first chunk's
+    stabiliser, normaliser and state come in), with the spec's wide input gates."""
+    q, k, v, i, f = inputs(2, 3, T, K, V, dtype, "cuda", input_spread=input_spread)
+    c0, n0, m0 = states(2, 3, K, V, "cuda")
+    c0, n0 = c0 * 0.1, n0 * 0.1
+    h, (c, n, m) = mlstm.mlstm_chunkwise(q, k, v, i, f, c0, n0, m0, return_last_states=True)
+    rh, (rc, rn, rm) = mlstm_ref(q, k, v, i, f, c0, n0, m0)
+    assert h.shape == (2, 3, T, V) and h.dtype == dtype
+    assert rel(h, rh) < TC_TOL[dtype], rel(h, rh)
+    assert rel(c, rc) < TC_STATE_TOL[dtype], rel(c, rc)
+    assert rel(n, rn) < 1e-5 and rel(m, rm) < 1e-5, (rel(n, rn), rel(m, rm))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("forget_mean", [-2.0, 6.0])
+def test_tensor_core_kernel_long_and_strong_gates(forget_mean):
+    """2000 steps (32 chunks): forget gates that forget fast (log sigmoid near -2 a step,
+    chunk totals near -130) or hardly at all, input gates up to +-12."""
+    B, NH, T, K, V = 1, 2, 2000, 128, 128
+    q, k, v, i, f = inputs(B, NH, T, K, V, torch.bfloat16, "cuda", input_spread=4.0)
+    f = f - 3 + forget_mean
+    h, (c, n, m) = mlstm.mlstm_chunkwise(q, k, v, i, f, return_last_states=True)
+    rh, (rc, rn, rm) = mlstm_ref(q, k, v, i, f)
+    assert rel(h, rh) < TC_TOL[torch.bfloat16], rel(h, rh)
+    assert rel(c, rc) < TC_STATE_TOL[torch.bfloat16] and rel(n, rn) < 1e-5
+    assert rel(m, rm) < 1e-5
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_recurrent_step_equals_the_sequence(device):
     q, k, v, i, f = inputs(1, 2, 5, 8, 4, torch.float64, device)

@@ -72,6 +72,8 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
+#include <limits>
+
 namespace mlir::mixer {
 #define GEN_PASS_DEF_MIXERLOWERLINEARATTENTIONMMA
 #include "Mixer/MixerPasses.h.inc"
@@ -112,8 +114,14 @@ std::string mlir::mixer::chunkedKernelIneligibility(LinearAttentionOp op, int64_
   }
   if (op.hasValueDecay())
     return "per-value-dimension decay";
-  if (op.isMlstm())
-    return "the mLSTM cell (input gate, normaliser and stabiliser)";
+  if (op.isMlstm()) {
+    if (!op.getOutput())
+      return "the mLSTM cell without an output (no state pass for it)";
+    if (!op.getLogDecay())
+      return "the mLSTM cell without a forget gate";
+    if (!typeOf(op.getInputGate()).getElementType().isF32())
+      return "mLSTM input gate that is not f32";
+  }
   if (Value g = op.getLogDecay();
       g && !op.hasVectorDecay() && !typeOf(g).getElementType().isF32())
     return "per-head decay that is not f32";
@@ -153,6 +161,7 @@ struct MmaKernelBuilder : MmaEmitter {
   bool gated;  // per-key decay: Qd, Kd, P and the chunk decay from the workspace
   bool output; // false: the state pass only (no Q, scores or output)
   bool delta;  // the delta rule: W and U (workspace) stand in for V
+  bool mlstm;  // the mLSTM cell: input gate, normaliser and stabiliser
 
   Value workspace; // the chunk factors of the delta rule or of a per-key decay
 
@@ -165,6 +174,12 @@ struct MmaKernelBuilder : MmaEmitter {
   int64_t offQ = 0, offK = 0, offW = 0, offV = 0, offVd = 0, offP = 0, offG = 0, bytes = 0;
   int64_t offDecay = 0; // per-key decay: the chunk's exp(Gamma_C), K f32, in the stage
   int64_t offGate = 0;  // per-head decay: the chunk's C log decays (f32), in the stage
+  int64_t offInput = 0; // mLSTM: the chunk's C input gates (f32), in the stage
+  // mLSTM, single buffers (f32): per step u = i - b, the row stabiliser M (the
+  // stabiliser less b), the state update's key weights and after them the
+  // chunk's stabiliser and state factor, q . n and the scores' row sums; the
+  // normaliser n (K, carried from chunk to chunk).
+  int64_t offU = 0, offM = 0, offWeight = 0, offQN = 0, offRowSum = 0, offN = 0;
   int64_t strideQK() const { return K + kPad; }
   int64_t strideV() const { return BV + kPad; }
   int64_t strideP() const { return kChunk + kPad; }
@@ -187,6 +202,10 @@ struct MmaKernelBuilder : MmaEmitter {
       offGate = stageBytes;
       stageBytes += kChunk * 4;
     }
+    if (mlstm) { // and its input gates
+      offInput = stageBytes;
+      stageBytes += kChunk * 4;
+    }
     if (gated) {
       offP = stageBytes;
       offDecay = offP + rowsP;
@@ -203,7 +222,18 @@ struct MmaKernelBuilder : MmaEmitter {
     offP = offVd + (decay ? kChunk * strideV() * eb : 0);
     offG = offP + rowsP;
     bytes = offG + kChunk * 4;
+    if (mlstm) {
+      offU = bytes;
+      offM = offU + kChunk * 4;
+      offWeight = offM + kChunk * 4;
+      offQN = offWeight + (kChunk + 4) * 4;
+      offRowSum = offQN + kChunk * 4;
+      offN = offRowSum + kChunk * 4; // 16-byte aligned: read as vectors
+      bytes = offN + K * 4;
+    }
   }
+
+  void mlstmChunkFactors(const ChunkRows &rows, Value stageOff, Value gS, Value mPrev);
 
   void build();
 };
@@ -215,6 +245,7 @@ void MmaKernelBuilder::build() {
   gated = op.hasVectorDecay();
   decay = static_cast<bool>(op.getLogDecay()) && !gated;
   delta = static_cast<bool>(op.getBeta());
+  mlstm = op.isMlstm();
   layoutSharedMemory();
   Value offsets = op.getOffsets();
 
@@ -262,6 +293,26 @@ void MmaKernelBuilder::build() {
       }
   // Accumulator element order within a tile: (half 0: e0, e1), (half 1: e0, e1),
   // which is the mma's c0..c3.
+  // The mLSTM's stabiliser m is carried after the state (every thread holds
+  // it), its normaliser n in shared memory (the first barrier in the loop
+  // orders these stores before any read).
+  Value seq = n.front();
+  Value nS = mlstm ? view(offN, 1, K, b.getF32Type()) : Value();
+  if (mlstm) {
+    state.push_back(op.getInitialStabilizer()
+                        ? memref::LoadOp::create(b, op.getInitialStabilizer(),
+                                                 ValueRange{seq, h}).getResult()
+                        : f32(0.0));
+    for (int64_t d0 = 0; d0 < K; d0 += 32 * W) {
+      Value d = addc(tid, d0);
+      auto guard = guardBelow(d, d0 + 32 * W > K ? K : 0);
+      Value n0 = op.getInitialNormalizer()
+                     ? memref::LoadOp::create(b, op.getInitialNormalizer(),
+                                              ValueRange{seq, h, d}).getResult()
+                     : f32(0.0);
+      memref::StoreOp::create(b, n0, nS, ValueRange{zero, d});
+    }
+  }
 
   Value numChunks =
       arith::CeilDivUIOp::create(b, length, idx(kChunk)); // unsigned: length >= 0
@@ -291,6 +342,7 @@ void MmaKernelBuilder::build() {
   // and the chunk's decay, K f32 values from its first row.
   Global gw_ = gated ? globalOf(workspace) : Global{};
   Global gg_ = decay ? globalOf(op.getLogDecay()) : Global{};
+  Global gi_ = mlstm ? globalOf(op.getInputGate()) : Global{};
   auto stageGated = [&](Value c, Value stageOff) {
     ChunkRows rows = rowsOf(c);
     if (output) {
@@ -320,6 +372,8 @@ void MmaKernelBuilder::build() {
     copyRowsAsync(gv_, addc(stageOff, offV), strideV(), BV, colBase, rows, h, threads);
     if (decay)
       copyGatesAsync(gg_, addc(stageOff, offGate), rows, h);
+    if (mlstm)
+      copyGatesAsync(gi_, addc(stageOff, offInput), rows, h);
   };
   /// Runs `fill` when chunk `c` exists.
   auto ifChunk = [&](Value c, llvm::function_ref<void()> fill) {
@@ -341,6 +395,11 @@ void MmaKernelBuilder::build() {
   auto loop = scf::ForOp::create(b, zero, numChunks, one, state);
   b.setInsertionPointToStart(loop.getBody());
   SmallVector<Value> S(loop.getRegionIterArgs());
+  Value mPrev; // the mLSTM's stabiliser at the end of the previous chunk
+  if (mlstm) {
+    mPrev = S.back();
+    S.pop_back();
+  }
   Value chunk = loop.getInductionVar();
   ChunkRows rows = rowsOf(chunk);
   Value t0 = rows.t0, valid = rows.valid;
@@ -367,8 +426,21 @@ void MmaKernelBuilder::build() {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
     decayPrefixSumsStaged(view(addc(stageOff, offGate), 1, kChunk, b.getF32Type()), rows, gS);
+    if (mlstm)
+      mlstmChunkFactors(rows, stageOff, gS, mPrev);
   }
   gpu::BarrierOp::create(b);
+  // The mLSTM's per-step factors (see mlstmChunkFactors).
+  Value uS = mlstm ? view(offU, 1, kChunk, b.getF32Type()) : Value();
+  Value mS = mlstm ? view(offM, 1, kChunk, b.getF32Type()) : Value();
+  Value weightS = mlstm ? view(offWeight, 1, kChunk + 4, b.getF32Type()) : Value();
+  Value qnS = mlstm ? view(offQN, 1, kChunk, b.getF32Type()) : Value();
+  Value rowSumS = mlstm ? view(offRowSum, 1, kChunk, b.getF32Type()) : Value();
+  auto at = [&](Value buf, Value r) -> Value {
+    return memref::LoadOp::create(b, buf, ValueRange{zero, r});
+  };
+  Value mNew = mlstm ? at(weightS, idx(kChunk)) : Value();
+  Value stateFactor = mlstm ? at(weightS, idx(kChunk + 1)) : Value();
 
   auto gammaAt = [&](Value r) -> Value {
     return decay ? memref::LoadOp::create(b, gS, ValueRange{zero, r}).getResult() : f32(0.0);
@@ -435,7 +507,9 @@ void MmaKernelBuilder::build() {
       Value col = mul(arith::RemUIOp::create(b, i, idx(perRow)), idx(8));
       Value x = vector::LoadOp::create(b, vecTy, vS, ValueRange{r, col}, false,
                                        llvm::MaybeAlign(16));
-      Value w = math::ExpOp::create(b, arith::SubFOp::create(b, gLast, gammaAt(r)));
+      Value w = mlstm ? at(weightS, r)
+                      : math::ExpOp::create(b, arith::SubFOp::create(b, gLast, gammaAt(r)))
+                            .getResult();
       Value xf = arith::ExtFOp::create(b, vecF, x);
       xf = arith::MulFOp::create(b, xf, vector::BroadcastOp::create(b, vecF, w));
       vector::StoreOp::create(b, arith::TruncFOp::create(b, vecTy, xf), vdS,
@@ -461,17 +535,23 @@ void MmaKernelBuilder::build() {
     }
     for (int64_t half = 0; half < 2; ++half) {
       Value i = addc(add(scoreRow, gq), 8 * half);
-      Value gi = gammaAt(i);
+      // The mLSTM weighs step j of row i by exp(u_j - M_i) (<= 1 for j <= i).
+      Value gi = mlstm ? at(mS, i) : gammaAt(i);
+      Value rowSum = f32(0.0);
       for (int64_t nt = 0; nt < nTiles; ++nt) {
         SmallVector<Value, 2> vals;
         for (int64_t e = 0; e < 2; ++e) {
           Value j = addc(tq2, 8 * nt + e);
           Value p = P[nt][2 * half + e];
-          if (decay)
-            p = arith::MulFOp::create(
-                b, p, math::ExpOp::create(b, arith::SubFOp::create(b, gi, gammaAt(j))));
+          if (decay) {
+            Value gj = mlstm ? at(uS, j) : gammaAt(j);
+            Value x = mlstm ? arith::SubFOp::create(b, gj, gi) : arith::SubFOp::create(b, gi, gj);
+            p = arith::MulFOp::create(b, p, math::ExpOp::create(b, x));
+          }
           Value causal = arith::CmpIOp::create(b, arith::CmpIPredicate::ule, j, i);
           vals.push_back(arith::SelectOp::create(b, causal, p, f32(0.0)));
+          if (mlstm)
+            rowSum = addF(rowSum, vals.back());
         }
         Value pair = vector::FromElementsOp::create(
             b, VectorType::get({2}, elt),
@@ -479,6 +559,48 @@ void MmaKernelBuilder::build() {
                        arith::TruncFOp::create(b, elt, vals[1])});
         vector::StoreOp::create(b, pair, pS, ValueRange{i, addc(tq2, 8 * nt)});
       }
+      if (mlstm) {
+        // The row's sum over its four lanes (the denominator's intra-chunk part).
+        for (int32_t off : {1, 2})
+          rowSum = addF(rowSum, gpu::ShuffleOp::create(b, rowSum, i32(off), i32(32),
+                                                       gpu::ShuffleMode::XOR)
+                                    .getShuffleResult());
+        auto first = scf::IfOp::create(
+            b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, tq, zero), false);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(&first.getThenRegion().front());
+        memref::StoreOp::create(b, rowSum, rowSumS, ValueRange{zero, i});
+      }
+    }
+  }
+
+  // 4b. mLSTM: q_i . n (the previous chunk's normaliser), two threads per row.
+  if (mlstm) {
+    Value qS = view(offQd, kChunk, strideQK(), elt);
+    auto vecTy = VectorType::get({8}, elt);
+    auto vecF = VectorType::get({8}, b.getF32Type());
+    for (int64_t i0 = 0; i0 < 2 * kChunk; i0 += threads) {
+      Value i = addc(tid, i0);
+      Value r = arith::DivUIOp::create(b, i, idx(2));
+      Value part = arith::RemUIOp::create(b, i, idx(2));
+      Value acc = f32(0.0);
+      for (int64_t d0 = 0; d0 < K / 2; d0 += 8) {
+        Value d = addc(mul(part, idx(K / 2)), d0);
+        Value x = arith::ExtFOp::create(
+            b, vecF, vector::LoadOp::create(b, vecTy, qS, ValueRange{r, d}, false,
+                                            llvm::MaybeAlign(16)).getResult());
+        Value nv = vector::LoadOp::create(b, vecF, nS, ValueRange{zero, d}, false,
+                                          llvm::MaybeAlign(16));
+        acc = vector::ReductionOp::create(b, vector::CombiningKind::ADD,
+                                          arith::MulFOp::create(b, x, nv), acc);
+      }
+      acc = addF(acc, gpu::ShuffleOp::create(b, acc, i32(1), i32(32), gpu::ShuffleMode::XOR)
+                          .getShuffleResult());
+      auto first = scf::IfOp::create(
+          b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, part, zero), false);
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&first.getThenRegion().front());
+      memref::StoreOp::create(b, acc, qnS, ValueRange{zero, r});
     }
   }
 
@@ -490,7 +612,9 @@ void MmaKernelBuilder::build() {
       O[mt] = timesState(offQd, mt);
       if (decay)
         for (int64_t half = 0; half < 2; ++half) {
-          Value w = math::ExpOp::create(b, gammaAt(addc(gq, 16 * mt + 8 * half)));
+          Value r = addc(gq, 16 * mt + 8 * half);
+          Value w = mlstm ? math::ExpOp::create(b, arith::SubFOp::create(b, mPrev, at(mS, r)))
+                          : math::ExpOp::create(b, gammaAt(r));
           for (int64_t nn = 0; nn < 2; ++nn)
             for (int64_t e = 0; e < 2; ++e)
               O[mt][nn][2 * half + e] = arith::MulFOp::create(b, O[mt][nn][2 * half + e], w);
@@ -525,9 +649,28 @@ void MmaKernelBuilder::build() {
         auto ifOp = scf::IfOp::create(b, inside, /*withElseRegion=*/false);
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+        // The mLSTM's denominator max(|scale n_i . q_i|, exp(-m_i)) + epsilon,
+        // with n_i . q_i = exp(m_prev - M_i) q_i . n + the row's score sum and
+        // the stabiliser m_i = b_i + M_i.
+        Value denom;
+        if (mlstm) {
+          Value M = at(mS, r);
+          Value den = addF(arith::MulFOp::create(
+                               b, math::ExpOp::create(b, arith::SubFOp::create(b, mPrev, M)),
+                               at(qnS, r)),
+                           at(rowSumS, r));
+          den = math::AbsFOp::create(b, arith::MulFOp::create(b, den, scale));
+          Value floor = math::ExpOp::create(
+              b, arith::NegFOp::create(b, addF(at(gS, r), M)));
+          denom = addF(maxF(den, floor), f32(op.getEpsilonOrDefault()));
+        }
         for (int64_t nn = 0; nn < 2; ++nn) {
           Value x = arith::MulFOp::create(b, O[mt][nn][2 * half], scale);
           Value y = arith::MulFOp::create(b, O[mt][nn][2 * half + 1], scale);
+          if (mlstm) {
+            x = arith::DivFOp::create(b, x, denom);
+            y = arith::DivFOp::create(b, y, denom);
+          }
           if (outElt != x.getType()) {
             x = arith::TruncFOp::create(b, outElt, x);
             y = arith::TruncFOp::create(b, outElt, y);
@@ -545,9 +688,31 @@ void MmaKernelBuilder::build() {
   // 7. State update S^T = exp(gamma_C) S^T + Vd^T K.
   {
     if (decay) {
-      Value w = math::ExpOp::create(b, gLast);
+      Value w = mlstm ? stateFactor : math::ExpOp::create(b, gLast).getResult();
       for (Value &s : S)
         s = arith::MulFOp::create(b, s, w);
+    }
+    if (mlstm) {
+      // n = stateFactor n + sum_j w_j k_j, one key dimension per thread.
+      Value kS = view(offKd, kChunk, strideQK(), elt);
+      for (int64_t d0 = 0; d0 < K; d0 += threads) {
+        Value d = addc(tid, d0);
+        auto guard = guardBelow(d, d0 + threads > K ? K : 0);
+        Value acc = arith::MulFOp::create(
+            b, stateFactor, memref::LoadOp::create(b, nS, ValueRange{zero, d}));
+        auto sum = scf::ForOp::create(b, zero, idx(kChunk), one, ValueRange{acc});
+        {
+          OpBuilder::InsertionGuard g(b);
+          b.setInsertionPointToStart(sum.getBody());
+          Value j = sum.getInductionVar();
+          Value kj = arith::ExtFOp::create(b, b.getF32Type(),
+                                           memref::LoadOp::create(b, kS, ValueRange{j, d}).getResult());
+          scf::YieldOp::create(
+              b, ValueRange{math::FmaOp::create(b, at(weightS, j), kj, sum.getRegionIterArgs()[0])
+                                .getResult()});
+        }
+        memref::StoreOp::create(b, sum.getResult(0), nS, ValueRange{zero, d});
+      }
     }
     if (gated) {
       // Column d of S^T (key dimension d) decays by exp(Gamma_C)[d].
@@ -579,6 +744,8 @@ void MmaKernelBuilder::build() {
     }
   }
   gpu::BarrierOp::create(b); // the next chunk overwrites the buffers
+  if (mlstm)
+    S.push_back(mNew);
   scf::YieldOp::create(b, S);
 
   // The final state, as [n, h, d, v].
@@ -592,6 +759,92 @@ void MmaKernelBuilder::build() {
           memref::StoreOp::create(b, loop.getResult(c * 4 + 2 * half + e), final,
                                   stateIndices(n, ValueRange{h, d, v}));
         }
+  // The mLSTM's normaliser and stabiliser, from the first value tile's block
+  // (every block of the head holds the same).
+  if (mlstm && (op.getFinalNormalizer() || op.getFinalStabilizer())) {
+    auto first = scf::IfOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, vTile, zero), false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&first.getThenRegion().front());
+    if (Value fn = op.getFinalNormalizer())
+      for (int64_t d0 = 0; d0 < K; d0 += threads) {
+        Value d = addc(tid, d0);
+        auto below = guardBelow(d, d0 + threads > K ? K : 0);
+        memref::StoreOp::create(b, memref::LoadOp::create(b, nS, ValueRange{zero, d}), fn,
+                                ValueRange{seq, h, d});
+      }
+    if (Value fm = op.getFinalStabilizer()) {
+      auto t0 = scf::IfOp::create(
+          b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, tid, zero), false);
+      b.setInsertionPointToStart(&t0.getThenRegion().front());
+      memref::StoreOp::create(b, loop.getResults().back(), fm, ValueRange{seq, h});
+    }
+  }
+}
+
+/// The mLSTM's per-step factors of one chunk (spec 3.1's chunkwise form), by
+/// warp 0 (lane l: steps 2l and 2l + 1, the ones it staged), after the prefix
+/// sums b (gS) of the log forget gates lambda. With the input gates i and the
+/// previous chunk's stabiliser m_prev, for valid steps:
+///
+///   u_j = i_j - b_j,   M_i = max(m_prev, max_{j <= i} u_j)     (row stabiliser
+///                      m_i = b_i + M_i, the recurrent form's m at step i)
+///   a_j = (sum_{s > j} lambda_s) + i_j     (a suffix sum, not g - b_j)
+///   m_new = max(g + m_prev, max_j a_j),    g = b_C (the chunk's total)
+///
+/// Scores are weighted by exp(u_j - M_i), the inter-chunk readout by
+/// exp(m_prev - M_i), the state update's keys by exp(a_j - m_new) and the
+/// state by exp(g + m_prev - m_new): every exponent <= 0. Steps past the
+/// sequence have u = a = -inf (weight 0).
+void MmaKernelBuilder::mlstmChunkFactors(const ChunkRows &rows, Value stageOff, Value gS,
+                                         Value mPrev) {
+  Value zero = idx(0);
+  Value gateS = view(addc(stageOff, offGate), 1, kChunk, b.getF32Type());
+  Value inputS = view(addc(stageOff, offInput), 1, kChunk, b.getF32Type());
+  Value uS = view(offU, 1, kChunk, b.getF32Type());
+  Value mS = view(offM, 1, kChunk, b.getF32Type());
+  Value weightS = view(offWeight, 1, kChunk + 4, b.getF32Type());
+  Value ninf = f32(-std::numeric_limits<double>::infinity());
+  Value r[2] = {mul(lane, idx(2)), addc(mul(lane, idx(2)), 1)};
+  Value valid[2], lambda[2], in[2], u[2];
+  for (int e = 0; e < 2; ++e) {
+    valid[e] = ult(r[e], rows.valid);
+    lambda[e] = arith::SelectOp::create(
+        b, valid[e], memref::LoadOp::create(b, gateS, ValueRange{zero, r[e]}), f32(0.0));
+    in[e] = memref::LoadOp::create(b, inputS, ValueRange{zero, r[e]});
+    Value be = memref::LoadOp::create(b, gS, ValueRange{zero, r[e]});
+    u[e] = arith::SelectOp::create(b, valid[e], arith::SubFOp::create(b, in[e], be), ninf);
+    memref::StoreOp::create(b, u[e], uS, ValueRange{zero, r[e]});
+  }
+  // Row stabilisers: a max scan over lanes, seeded with m_prev.
+  Value before = warpShift(warpScan(maxF(u[0], u[1]), [&](Value x, Value y) { return maxF(x, y); },
+                                    ninf, false),
+                           ninf, false);
+  Value M0 = maxF(mPrev, maxF(before, u[0]));
+  memref::StoreOp::create(b, M0, mS, ValueRange{zero, r[0]});
+  memref::StoreOp::create(b, maxF(M0, u[1]), mS, ValueRange{zero, r[1]});
+  // Suffix sums of lambda after each step, and the chunk's total g.
+  Value pair = addF(lambda[0], lambda[1]);
+  Value suffix = warpScan(pair, [&](Value x, Value y) { return addF(x, y); }, f32(0.0), true);
+  Value after = warpShift(suffix, f32(0.0), true); // lanes l + 1 .. 31
+  Value total = gpu::ShuffleOp::create(b, suffix, i32(0), i32(32), gpu::ShuffleMode::IDX)
+                    .getShuffleResult();
+  Value a[2] = {addF(addF(after, lambda[1]), in[0]), addF(after, in[1])};
+  for (int e = 0; e < 2; ++e)
+    a[e] = arith::SelectOp::create(b, valid[e], a[e], ninf);
+  Value aMax = warpReduce(maxF(a[0], a[1]), [&](Value x, Value y) { return maxF(x, y); });
+  Value decayed = addF(total, mPrev);
+  Value mNew = maxF(decayed, aMax);
+  for (int e = 0; e < 2; ++e)
+    memref::StoreOp::create(b, math::ExpOp::create(b, arith::SubFOp::create(b, a[e], mNew)),
+                            weightS, ValueRange{zero, r[e]});
+  auto lane0 = scf::IfOp::create(
+      b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane, zero), false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&lane0.getThenRegion().front());
+  memref::StoreOp::create(b, mNew, weightS, ValueRange{zero, idx(kChunk)});
+  memref::StoreOp::create(b, math::ExpOp::create(b, arith::SubFOp::create(b, decayed, mNew)),
+                          weightS, ValueRange{zero, idx(kChunk + 1)});
 }
 
 /// The width of the scratch rows a chunked op writes before its sequential

@@ -332,6 +332,32 @@ struct MmaEmitter {
     memref::StoreOp::create(b, arith::AddFOp::create(b, g0, a1), gS, ValueRange{zero, r1});
   }
 
+  /// Warp-wide combinations of one f32 per lane (all 32 lanes must take part).
+  using Combine = llvm::function_ref<Value(Value, Value)>;
+  Value maxF(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
+  Value addF(Value x, Value y) { return arith::AddFOp::create(b, x, y); }
+  /// Inclusive scan over lanes: lane l gets lanes 0..l combined, or with
+  /// `reverse` lanes l..31.
+  Value warpScan(Value x, Combine combine, Value identity, bool reverse) {
+    for (int32_t off = 1; off < 32; off *= 2)
+      x = combine(x, warpShift(x, identity, reverse, off));
+    return x;
+  }
+  /// Lane l gets lane l - off's `x` (with `reverse`, l + off's), `identity`
+  /// where there is none.
+  Value warpShift(Value x, Value identity, bool reverse, int32_t off = 1) {
+    auto sh = gpu::ShuffleOp::create(b, x, i32(off), i32(32),
+                                     reverse ? gpu::ShuffleMode::DOWN : gpu::ShuffleMode::UP);
+    return arith::SelectOp::create(b, sh.getValid(), sh.getShuffleResult(), identity);
+  }
+  /// Every lane gets all lanes combined (a butterfly).
+  Value warpReduce(Value x, Combine combine) {
+    for (int32_t off = 1; off < 32; off *= 2)
+      x = combine(x, gpu::ShuffleOp::create(b, x, i32(off), i32(32), gpu::ShuffleMode::XOR)
+                         .getShuffleResult());
+    return x;
+  }
+
   /// What every kernel of `op` launches over: value heads H, the group H / Hq
   /// of value heads per query/key head, the row length T and the sequences N.
   LinearAttentionSizes opSizes(LinearAttentionOp op) {

@@ -28,11 +28,23 @@ func.func @value_decay(%q: !q, %g: !g, %s: f32) {
 
 // -----
 
-// The mLSTM cell has no chunked kernel yet.
+// The mLSTM cell's kernel reads f32 gates (the frontends pass them so).
 !q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
-func.func @mlstm(%q: !q, %f: memref<?x?x?xf32>, %i: memref<?x?x?xf32>, %s: f32) {
-  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: the mLSTM cell (input gate, normaliser and stabiliser)}}
+func.func @mlstm_bf16_input_gate(%q: !q, %f: memref<?x?x?xf32>, %i: memref<?x?x?xbf16>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: mLSTM input gate that is not f32}}
   mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q) log_decay(%f : memref<?x?x?xf32>)
+      input_gate(%i : memref<?x?x?xbf16>) scale(%s : f32) outs(%q : !q)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true>}
+  return
+}
+
+// -----
+
+// Nor an mLSTM cell without a forget gate (the recurrent kernel takes it).
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+func.func @mlstm_no_forget_gate(%q: !q, %i: memref<?x?x?xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op cannot take the tensor-core lowering: the mLSTM cell without a forget gate}}
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q)
       input_gate(%i : memref<?x?x?xf32>) scale(%s : f32) outs(%q : !q)
       {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true>}
   return

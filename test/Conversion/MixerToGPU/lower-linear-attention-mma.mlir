@@ -164,3 +164,45 @@ func.func @gla(%q: !q, %g: !g, %s: f32, %o: !q) {
       {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true>}
   return
 }
+
+// -----
+
+// The mLSTM cell (input gate, normaliser, stabiliser), K = V = 64: the stage
+// also holds the chunk's input gates; warp 0 scans the log forget gates (up),
+// the row stabilisers (a max scan, up), the suffix sums of the forget gates
+// (down) and the chunk's largest key weight (xor); the chunk loop carries the
+// state and the stabiliser m; the denominators divide the outputs; the first
+// value tile writes the final normaliser and stabiliser.
+// CHECK-LABEL: func.func @mlstm
+// CHECK:       %[[SMEM:.*]] = arith.constant 76560 : i32
+// CHECK:       gpu.launch {{.*}} dynamic_shared_memory_size %[[SMEM]]
+// CHECK:         memref.load %{{.*}} : memref<?x?xf32>
+// CHECK:         scf.for {{.*}} -> (f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32) {
+// CHECK:           gpu.shuffle  up
+// CHECK:           arith.maximumf
+// CHECK:           gpu.shuffle  down
+// CHECK:           gpu.shuffle  idx
+// CHECK:           gpu.shuffle  xor
+// CHECK:           gpu.barrier
+// CHECK:           nvvm.mma.sync
+// CHECK:           math.absf
+// CHECK:           arith.divf
+// CHECK:           scf.yield
+// CHECK:         memref.store {{.*}} : memref<?x?x64x64xf32>
+// CHECK:         memref.store {{.*}} : memref<?x?x64xf32>
+// CHECK:         memref.store {{.*}} : memref<?x?xf32>
+// CHECK-NOT:   mixer.linear_attention
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!g = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
+func.func @mlstm(%q: !q, %f: !g, %i: !g, %s: f32, %m0: memref<?x?xf32>,
+                 %n0: memref<?x?x64xf32>, %c0: memref<?x?x64x64xf32>, %o: !q,
+                 %c: memref<?x?x64x64xf32>, %n: memref<?x?x64xf32>, %m: memref<?x?xf32>) {
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q)
+      log_decay(%f : !g) input_gate(%i : !g) scale(%s : f32)
+      init(%c0 : memref<?x?x64x64xf32>) init_normalizer(%n0 : memref<?x?x64xf32>)
+      init_stabilizer(%m0 : memref<?x?xf32>) outs(%o : !q)
+      final(%c : memref<?x?x64x64xf32>) final_normalizer(%n : memref<?x?x64xf32>)
+      final_stabilizer(%m : memref<?x?xf32>)
+      {epsilon = 1.0e-06 : f64, mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true>}
+  return
+}
