@@ -177,6 +177,21 @@ def run_s3(a):
                     row[f"{name}_x"] = pms / ms
                 except Exception as e:
                     row[f"{name}_error"] = repr(e)[:160]
+            if idx == 0:
+                # Accuracy, not only agreement: the float64 oracle on one sequence and
+                # two heads (their first 2048 steps; the outputs are causal).
+                from mixir.reference import mlstm_ref
+                n = min(T, 2048)
+                cut = [x[:1, :2, :n] for x in args]
+                want, _ = mlstm_ref(*cut)
+                err = lambda got: ((got[:1, :2, :n].double().cpu() - want).abs().max()  # noqa
+                                   / want.abs().max()).item()
+                row["oracle_rel"] = {"ours": err(o)}
+                for name, fn in peers.items():
+                    try:
+                        row["oracle_rel"][name] = err(fn(*args))
+                    except Exception as e:
+                        row["oracle_rel"][name] = repr(e)[:80]
         except Exception as e:
             row["error"] = repr(e)[:200]
         rows.append(row)
@@ -191,6 +206,10 @@ def run_s3(a):
                 line += f" | {name}: {row[f'{name}_error'][:80]}"
         if "kernels_us" in row:
             line += " | kernels " + ", ".join(f"{k}: {t}" for k, t in row["kernels_us"].items())
+        if "oracle_rel" in row:
+            line += " | vs float64 oracle " + ", ".join(
+                f"{k}: {v:.1e}" if isinstance(v, float) else f"{k}: {v}"
+                for k, v in row["oracle_rel"].items())
         if "error" in row:
             line += f" | error: {row['error']}"
         print(line, flush=True)
@@ -349,7 +368,7 @@ def main():
                 if op == "simple_gla" and not a.fwd_only:
                     # The same kernel without the sequence split (the split's rule
                     # overridden by one that never splits), and with fixed pieces.
-                    never = simple_gla_split("#mixer.sequence_split<>")
+                    never = simple_gla_split("#mixer.sequence_split<max_programs = 1, target_programs = 1>")
                     if never is not None:
                         row["unsplit_ms"] = bench(lambda: never(*args, **kw))
                     if a.sweep and never is not None:

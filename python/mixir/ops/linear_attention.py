@@ -33,7 +33,8 @@ from ._torch import as_flag, state_dtype
 __all__ = [
     "linear_attention", "chunk_simple_gla", "fused_recurrent_simple_gla", "chunk_gla",
     "fused_recurrent_gla", "chunk_gated_delta_rule", "fused_recurrent_gated_delta_rule",
-    "adjoint",
+    "chunk_delta_rule", "fused_recurrent_delta_rule", "chunk_retention",
+    "fused_recurrent_retention", "adjoint",
 ]
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -411,23 +412,108 @@ _LIB.impl("linear_attention_backward", _backward, "CompositeImplicitAutograd")
 
 
 def _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens,
-             vector_decay, lowering_config=None, g_name="g"):
-    _check(fn, q, k, v, g, beta, initial_state, cu_seqlens, vector_decay, g_name)
+             vector_decay, lowering_config=None, g_name="g", reverse=False, value_decay=False,
+             state_v_first=False):
+    if value_decay:  # g [B, T, H, V]: a decay per state column (fla's gv)
+        _check(fn, q, k, v, None, beta, None, cu_seqlens, False, g_name)
+        want = (*v.shape[:3], v.shape[3])
+        if not isinstance(g, torch.Tensor) or tuple(g.shape) != want or g.dtype not in _FLOATS:
+            _fail(fn, f"{g_name} must be a float tensor of shape {list(want)} (a log decay per "
+                      f"value dimension), got "
+                      f"{tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__}")
+        if g.device != q.device:
+            _fail(fn, f"{g_name} is on {g.device} but q is on {q.device}")
+    if state_v_first and initial_state is not None:
+        # fla's [N, H, V, K] state layout: the op's [N, H, K, V] as a view.
+        if not isinstance(initial_state, torch.Tensor) or initial_state.dim() != 4:
+            _fail(fn, "initial_state must be a [sequences, heads, V, K] tensor with "
+                      "state_v_first=True", TypeError)
+        initial_state = initial_state.transpose(-1, -2)
+    _check(fn, q, k, v, None if value_decay else g, beta, initial_state, cu_seqlens,
+           vector_decay, g_name)
     if type(scale) is not float or type(output_final_state) is not bool or \
             lowering_config is not None:
         scale, output_final_state = _scalars(fn, scale, output_final_state, lowering_config)
     if scale is None:
         scale = q.shape[3] ** -0.5
     g, beta = _decays_as_fla_reads_them(q, g, beta)
+    cu = cu_seqlens
+    if reverse:
+        reverse = as_flag(f"mixir.ops.{fn}", "reverse", reverse)
+    if reverse and cu is not None:
+        # The op reads the whole row in reversed time: the packed sequences come in
+        # reverse order, and so do their states.
+        cu = _reversed_offsets(cu, q.shape[1])
+        initial_state = None if initial_state is None else initial_state.flip(0)
     try:
-        o, final = _OP(q, k, v, g, beta, scale, initial_state, cu_seqlens,
-                       output_final_state, None, False, False, lowering_config)
+        o, final = _OP(q, k, v, g, beta, scale, initial_state, cu, output_final_state, None,
+                       bool(reverse), value_decay, lowering_config)
     except RuntimeError as e:
         problem = key_dim_problem(fn, e, q.shape[3])
         if problem is None:
             raise
         raise problem from None
-    return o, (final if output_final_state else None)
+    if not output_final_state:
+        return o, None
+    if reverse and cu is not None:
+        final = final.flip(0)
+    return o, (final.transpose(-1, -2) if state_v_first else final)
+
+
+def _fla_kwargs(fn, kwargs, chunk_sizes=None):
+    """fla's **kwargs: `head_first` is refused as fla 0.6 refuses it, `chunk_size` is
+    checked as fla checks it and otherwise ignored (the compiler chooses the chunk;
+    the result does not depend on it), anything else is an error naming it."""
+    kwargs = dict(kwargs)
+    if "head_first" in kwargs:
+        _fail(fn, "head_first has been removed (as in fla 0.6): inputs are [B, T, H, ...]")
+    chunk = kwargs.pop("chunk_size", None)
+    if chunk is not None:
+        if type(chunk) is not int or chunk <= 0 or chunk & (chunk - 1):
+            _fail(fn, f"chunk_size must be a power of 2, got {chunk!r}")
+        if chunk_sizes is not None and chunk not in chunk_sizes:
+            _fail(fn, f"chunk_size must be one of {sorted(chunk_sizes)}, got {chunk}")
+    if kwargs:
+        _fail(fn, f"unexpected keyword argument(s): {', '.join(sorted(kwargs))}", TypeError)
+
+
+def _not_supported(fn, **flags):
+    """fla options this module cannot honour yet: a clear error, never ignored."""
+    for name, value in flags.items():
+        if value is not None and value is not False:
+            _fail(fn, f"{name}={value!r} is not supported yet", NotImplementedError)
+
+
+def _head_decay(fn, name, gamma, q, v):
+    """A data-independent log decay per value head (fla's g_gamma, [H]) as the op's
+    [B, T, H] gate: a stride-0 view of it, nothing copied per step."""
+    B, T, H = v.shape[:3] if isinstance(v, torch.Tensor) and v.dim() == 4 else (0, 0, 0)
+    if not isinstance(gamma, torch.Tensor):
+        _fail(fn, f"{name} must be a torch.Tensor or None, got {type(gamma).__name__}", TypeError)
+    if tuple(gamma.shape) != (H,) or gamma.dtype not in _FLOATS:
+        _fail(fn, f"{name} must be a float tensor of shape [heads] = [{H}], got "
+                  f"{tuple(gamma.shape)} {gamma.dtype}")
+    if isinstance(q, torch.Tensor) and gamma.device != q.device:
+        _fail(fn, f"{name} is on {gamma.device} but q is on {q.device}")
+    acc = torch.float64 if gamma.dtype == torch.float64 else torch.float32
+    return gamma.to(acc).view(1, 1, H).expand(B, T, H)
+
+
+def _simple_decay(fn, g, g_gamma, q, v):
+    if g_gamma is None:
+        return g
+    if g is not None:
+        _fail(fn, "give g (a log decay per step and head) or g_gamma (one per head), not both")
+    return _head_decay(fn, "g_gamma", g_gamma, q, v)
+
+
+def _retention_decay(q, v):
+    """RetNet's fixed decays, log(1 - 2^(-5 - h)) for value head h (fla's
+    chunk_retention, which has no grouped heads: there q's heads are v's)."""
+    H = v.shape[2] if isinstance(v, torch.Tensor) and v.dim() == 4 else 0
+    device = q.device if isinstance(q, torch.Tensor) else None
+    return torch.log1p(-2.0 ** (-5.0 - torch.arange(H, dtype=torch.float64, device=device))) \
+        .float()
 
 
 def linear_attention(q, k, v, g=None, beta=None, scale=None, initial_state=None,
@@ -443,36 +529,79 @@ def linear_attention(q, k, v, g=None, beta=None, scale=None, initial_state=None,
     return o, final
 
 
-def chunk_simple_gla(q, k, v, g=None, scale=None, initial_state=None, output_final_state=False,
-                     cu_seqlens=None):
+def chunk_simple_gla(q, k, v, g=None, g_gamma=None, scale=None, initial_state=None,
+                     output_final_state=False, state_v_first=False, cu_seqlens=None,
+                     cu_seqlens_cpu=None, **kwargs):
     """fla.ops.simple_gla.chunk_simple_gla: S_t = exp(g_t) S_{t-1} + k_t v_t^T,
-    o_t = scale S_t^T q_t; g [B, T, H] (log decay per head) or None.
-    Returns (o [B, T, H, V], final_state [N, H, K, V] float32 or None)."""
-    o, final = _forward("chunk_simple_gla", q, k, v, g, None, scale, initial_state,
-                        output_final_state, cu_seqlens, False)
-    return o, final
+    o_t = scale S_t^T q_t; g [B, T, H] (log decay per step and head), or g_gamma [H]
+    (one per head), or neither. Returns (o [B, T, H, V], final_state [N, H, K, V]
+    float32 ([N, H, V, K] with state_v_first) or None)."""
+    fn = "chunk_simple_gla"
+    _fla_kwargs(fn, kwargs)
+    return _forward(fn, q, k, v, _simple_decay(fn, g, g_gamma, q, v), None, scale,
+                    initial_state, output_final_state, cu_seqlens, False,
+                    state_v_first=state_v_first)
 
 
-def fused_recurrent_simple_gla(q, k, v, g=None, scale=None, initial_state=None,
-                               output_final_state=False, cu_seqlens=None):
-    """The decode form of chunk_simple_gla (same math; short sequences)."""
-    return _forward("fused_recurrent_simple_gla", q, k, v, g, None, scale, initial_state,
-                    output_final_state, cu_seqlens, False)
+def fused_recurrent_simple_gla(q, k, v, g=None, g_gamma=None, scale=None, initial_state=None,
+                               output_final_state=False, reverse=False, state_v_first=False,
+                               cu_seqlens=None, **kwargs):
+    """The decode form of chunk_simple_gla (same math); reverse runs each sequence from
+    its end (forward only)."""
+    fn = "fused_recurrent_simple_gla"
+    _fla_kwargs(fn, kwargs)
+    return _forward(fn, q, k, v, _simple_decay(fn, g, g_gamma, q, v), None, scale,
+                    initial_state, output_final_state, cu_seqlens, False, reverse=reverse,
+                    state_v_first=state_v_first)
 
 
 def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False,
-              cu_seqlens=None):
+              cu_seqlens=None, **kwargs):
     """fla.ops.gla.chunk_gla: S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T; g [B, T, H, K]."""
-    o, final = _forward("chunk_gla", q, k, v, g, None, scale, initial_state,
-                        output_final_state, cu_seqlens, True)
-    return o, final
+    fn = "chunk_gla"
+    _fla_kwargs(fn, kwargs)
+    return _forward(fn, q, k, v, g, None, scale, initial_state, output_final_state, cu_seqlens,
+                    True)
 
 
-def fused_recurrent_gla(q, k, v, gk=None, scale=None, initial_state=None,
-                        output_final_state=False, cu_seqlens=None):
-    """The decode form of chunk_gla (fla names the key-dimension decay `gk`)."""
-    return _forward("fused_recurrent_gla", q, k, v, gk, None, scale, initial_state,
-                    output_final_state, cu_seqlens, True, g_name="gk")
+def fused_recurrent_gla(q, k, v, gk=None, gv=None, scale=None, initial_state=None,
+                        output_final_state=False, reverse=False, state_v_first=False,
+                        cu_seqlens=None, **kwargs):
+    """The decode form of chunk_gla: gk [B, T, H, K] decays the state's rows (key
+    dimensions), gv [B, T, H, V] its columns (value dimensions; forward only), one of
+    the two; reverse runs each sequence from its end (forward only)."""
+    fn = "fused_recurrent_gla"
+    _fla_kwargs(fn, kwargs)
+    if gk is not None and gv is not None:
+        _fail(fn, "gk and gv together (a decay over both state dimensions) are not "
+                  "supported yet", NotImplementedError)
+    if gv is not None:
+        return _forward(fn, q, k, v, gv, None, scale, initial_state, output_final_state,
+                        cu_seqlens, False, g_name="gv", reverse=reverse, value_decay=True,
+                        state_v_first=state_v_first)
+    return _forward(fn, q, k, v, gk, None, scale, initial_state, output_final_state, cu_seqlens,
+                    gk is not None, g_name="gk", reverse=reverse, state_v_first=state_v_first)
+
+
+def chunk_retention(q, k, v, scale=None, initial_state=None, output_final_state=False,
+                    cu_seqlens=None, **kwargs):
+    """fla.ops.retention.chunk_retention (RetNet): simple GLA with the fixed per-head
+    decay log(1 - 2^(-5 - h)) (a stride-0 view: no gate tensor is materialised)."""
+    fn = "chunk_retention"
+    _fla_kwargs(fn, kwargs)
+    return _forward(fn, q, k, v, _head_decay(fn, "the decay", _retention_decay(q, v), q, v),
+                    None, scale, initial_state, output_final_state, cu_seqlens, False)
+
+
+def fused_recurrent_retention(q, k, v, scale=None, initial_state=None, output_final_state=False,
+                              reverse=False, state_v_first=False, cu_seqlens=None, **kwargs):
+    """The decode form of chunk_retention; reverse runs each sequence from its end
+    (forward only)."""
+    fn = "fused_recurrent_retention"
+    _fla_kwargs(fn, kwargs)
+    return _forward(fn, q, k, v, _head_decay(fn, "the decay", _retention_decay(q, v), q, v),
+                    None, scale, initial_state, output_final_state, cu_seqlens, False,
+                    reverse=reverse, state_v_first=state_v_first)
 
 
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
@@ -495,3 +624,31 @@ def fused_recurrent_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state
         _fail(fn, "beta is required (the delta rule's step sizes)")
     return _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens,
                     False)
+
+
+def chunk_delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final_state=False,
+                     use_qk_l2norm_in_kernel=False, cu_seqlens=None, cu_seqlens_cpu=None,
+                     **kwargs):
+    """fla.ops.delta_rule.chunk_delta_rule: the delta rule without a decay,
+    u_t = beta_t (v_t - S^T k_t), S <- S + k_t u_t^T, o_t = scale S^T q_t; beta
+    [B, T, H]. The gated delta rule's kernels with no gate."""
+    fn = "chunk_delta_rule"
+    _fla_kwargs(fn, kwargs, chunk_sizes=(16, 32, 64))
+    _not_supported(fn, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel)
+    if beta is None:
+        _fail(fn, "beta is required (the delta rule's step sizes)")
+    return _forward(fn, q, k, v, None, beta, scale, initial_state, output_final_state,
+                    cu_seqlens, False)
+
+
+def fused_recurrent_delta_rule(q, k, v, beta=None, scale=None, initial_state=None,
+                               output_final_state=False, use_qk_l2norm_in_kernel=False,
+                               cu_seqlens=None):
+    """The decode form of chunk_delta_rule; beta None is 1 at every step (as fla),
+    a stride-0 view."""
+    fn = "fused_recurrent_delta_rule"
+    _not_supported(fn, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel)
+    if beta is None and isinstance(v, torch.Tensor) and v.dim() == 4:
+        beta = torch.ones((), dtype=v.dtype, device=v.device).expand(v.shape[:3])
+    return _forward(fn, q, k, v, None, beta, scale, initial_state, output_final_state,
+                    cu_seqlens, False)
