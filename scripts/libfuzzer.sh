@@ -27,7 +27,7 @@ cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang-22
 ninja -C $B mixer-libfuzzer
 echo "== built in $(( $(date +%s) - t0 )) s"
 F=$B/fuzz
-rm -rf $F/seeds && mkdir -p $F/corpus $F/seeds $F/artifacts
+rm -rf $F/seeds $F/artifacts && mkdir -p $F/corpus $F/seeds $F/artifacts
 # The seeds: every lit input and every earlier finding, one file each.
 i=0
 for f in $(find test -name '*.mlir' | sort); do cp "$f" $F/seeds/$i.mlir; i=$((i + 1)); done

@@ -86,7 +86,7 @@ def la_call(name, q, k, v, g=None, beta=None, **kw):
     if name == "linear_attention":
         return fn(q, k, v, g=g, beta=beta, **kw)
     if delta:
-        return fn(q, k, v, g, beta, **kw)
+        return fn(q, k, v, g, beta=beta, **kw)
     return fn(q, k, v, g, **kw)
 
 
@@ -354,7 +354,7 @@ def _la_errors(name):
         "scale_complex": (call(q, k, v, g, beta, scale=1j), TypeError, P + r"scale must be a real number"),
         "final_str": (call(q, k, v, g, beta, output_final_state="yes"), TypeError,
                       P + r"output_final_state must be a bool"),
-        "unknown_kw": (call(q, k, v, g, beta, head_first=False), TypeError, r"head_first"),
+        "unknown_kw": (call(q, k, v, g, beta, bogus_option=False), TypeError, r"bogus_option"),
     }
     if decay is not None:
         t["g_shape"] = (call(q, k, v, g[..., :1], beta), ValueError, P + rf"{gname} must have shape")
@@ -363,7 +363,8 @@ def _la_errors(name):
                           P + rf"{gname} must be a float tensor")
         t["g_list"] = (call(q, k, v, g.tolist(), beta), TypeError, P + rf"{gname} must be a torch.Tensor")
     if delta:
-        t["beta_none"] = (call(q, k, v, g, None), ValueError, P + r"beta is required")
+        if name != "fused_recurrent_gated_delta_rule":  # there beta None is 1 (fla's)
+            t["beta_none"] = (call(q, k, v, g, None), ValueError, P + r"beta is required")
         t["beta_shape"] = (call(q, k, v, g, beta[..., :1]), ValueError, P + r"beta must have shape \[1, 4, 2\]")
         t["beta_bool"] = (call(q, k, v, g, beta > 0.5), TypeError, P + r"beta must be a float tensor")
     return {f"{name}-{case}": v for case, v in t.items()}

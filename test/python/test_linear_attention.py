@@ -108,7 +108,7 @@ def test_split_sequence_equals_one_shot(device):
     o1, f1 = la.chunk_gated_delta_rule(q[:, :69], k[:, :69], v[:, :69], g[:, :69],
                                        beta[:, :69], output_final_state=True)
     o2, f2 = la.fused_recurrent_gated_delta_rule(q[:, 69:], k[:, 69:], v[:, 69:], g[:, 69:],
-                                                 beta[:, 69:], initial_state=f1,
+                                                 beta=beta[:, 69:], initial_state=f1,
                                                  output_final_state=True)
     assert torch.allclose(torch.cat([o1, o2], 1), o, rtol=1e-5, atol=1e-5)
     assert torch.allclose(f2, f, rtol=1e-5, atol=1e-5)

@@ -211,3 +211,63 @@ def test_fla_keyword_arguments_and_unsupported_options():
     with pytest.raises(RuntimeError, match="no gradient through a time-reversed pass"):
         qr = q.clone().requires_grad_()
         la.fused_recurrent_simple_gla(qr, k, v, g, reverse=True)[0].sum().backward()
+
+
+@pytest.mark.parametrize("device,dtype", CASES)
+def test_gated_delta_rule_fla_signature(device, dtype):
+    """chunk_gdn is chunk_gated_delta_rule; fla's varlen helpers are accepted; states in
+    fla's [N, H, V, K] layout with state_v_first (or its deprecated name)."""
+    q, k, v, beta = tensors(1, 90, 2, 32, 32, dtype, device)
+    g = F.logsigmoid(torch.randn(1, 90, 2, generator=torch.Generator().manual_seed(3))).to(device)
+    cu = torch.tensor([0, 30, 90], dtype=torch.int64, device=device)
+    h0 = (torch.randn(2, 2, 32, 32, generator=torch.Generator().manual_seed(4)) * 0.1).to(device)
+    ro, rf = linear_attention_ref(q, k, v, g=g, beta=beta, initial_state=h0, cu_seqlens=cu)
+    o, f = la.chunk_gdn(q, k, v, g, beta, initial_state=h0.transpose(-1, -2),
+                        output_final_state=True, state_v_first=True, cu_seqlens=cu,
+                        cu_seqlens_cpu=cu.cpu(), chunk_indices=None, chunk_size=64)
+    assert rel(o, ro) < TOL[dtype] and rel(f.transpose(-1, -2), rf) < max(TOL[dtype], 2e-5)
+    o2, f2 = la.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0.transpose(-1, -2),
+                                       output_final_state=True, cu_seqlens=cu,
+                                       transpose_state_layout=True)
+    assert torch.equal(o2, o) and torch.equal(f2, f)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_recurrent_gated_delta_rule_decays(device):
+    """fla's fused_recurrent_gated_delta_rule: g (per head), gk (per key dimension) or
+    no decay, beta None = 1, against the oracle."""
+    q, k, v, beta = tensors(2, 50, 2, 16, 16, torch.float32, device)
+    gen = torch.Generator().manual_seed(5)
+    g = F.logsigmoid(torch.randn(2, 50, 2, generator=gen)).to(device)
+    gk = F.logsigmoid(torch.randn(2, 50, 2, 16, generator=gen)).to(device)
+    for kw, ref_g, ref_beta in (({"g": g, "beta": beta}, g, beta),
+                                ({"gk": gk, "beta": beta}, gk, beta),
+                                ({"beta": beta}, None, beta),
+                                ({"g": g}, g, torch.ones(2, 50, 2))):
+        o, f = la.fused_recurrent_gdn(q, k, v, output_final_state=True, **kw)
+        ro, rf = linear_attention_ref(q, k, v, g=ref_g, beta=ref_beta)
+        assert rel(o, ro) < TOL[torch.float32] and rel(f, rf) < TOL[torch.float32], sorted(kw)
+
+
+def test_gated_delta_rule_options_not_supported_are_named():
+    q, k, v, beta = tensors(1, 20, 2, 16, 8, torch.float32, "cpu")
+    g = torch.zeros(1, 20, 2)
+    for name in ("use_qk_l2norm_in_kernel", "use_beta_sigmoid_in_kernel"):
+        with pytest.raises(NotImplementedError, match=f"chunk_gated_delta_rule: {name}=True"):
+            la.chunk_gated_delta_rule(q, k, v, g, beta, **{name: True})
+    with pytest.raises(ValueError, match="allow_neg_eigval=True requires use_beta_sigmoid"):
+        la.chunk_gated_delta_rule(q, k, v, g, beta, allow_neg_eigval=True)
+    with pytest.raises(ValueError, match="A_log must be provided"):
+        la.chunk_gated_delta_rule(q, k, v, g, beta, use_gate_in_kernel=True)
+    with pytest.raises(NotImplementedError, match="use_gate_in_kernel=True"):
+        la.fused_recurrent_gated_delta_rule(q, k, v, g, beta=beta, use_gate_in_kernel=True,
+                                            A_log=torch.zeros(2))
+    with pytest.raises(NotImplementedError, match="cp_context"):
+        la.chunk_gated_delta_rule(q, k, v, g, beta, cp_context=object())
+    with pytest.raises(ValueError, match="chunk_size must be one of \\[16, 32, 64\\]"):
+        la.chunk_gated_delta_rule(q, k, v, g, beta, chunk_size=128)
+    with pytest.raises(NotImplementedError, match="g and gk together"):
+        la.fused_recurrent_gated_delta_rule(q, k, v, g, gk=torch.zeros(1, 20, 2, 16), beta=beta)
+    with pytest.raises(ValueError, match="state_v_first or the deprecated transpose_state_layout"):
+        la.chunk_gated_delta_rule(q, k, v, g, beta, state_v_first=True,
+                                  transpose_state_layout=True)

@@ -33,8 +33,8 @@ from ._torch import as_flag, state_dtype
 __all__ = [
     "linear_attention", "chunk_simple_gla", "fused_recurrent_simple_gla", "chunk_gla",
     "fused_recurrent_gla", "chunk_gated_delta_rule", "fused_recurrent_gated_delta_rule",
-    "chunk_delta_rule", "fused_recurrent_delta_rule", "chunk_retention",
-    "fused_recurrent_retention", "adjoint",
+    "chunk_gdn", "fused_recurrent_gdn", "chunk_delta_rule", "fused_recurrent_delta_rule",
+    "chunk_retention", "fused_recurrent_retention", "adjoint",
 ]
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -604,26 +604,84 @@ def fused_recurrent_retention(q, k, v, scale=None, initial_state=None, output_fi
                     reverse=reverse, state_v_first=state_v_first)
 
 
+def _state_layout_alias(fn, state_v_first, kwargs):
+    """fla's deprecated `transpose_state_layout`, the old name of state_v_first."""
+    if "transpose_state_layout" in kwargs:
+        if state_v_first:
+            _fail(fn, "give state_v_first or the deprecated transpose_state_layout, not both")
+        state_v_first = kwargs.pop("transpose_state_layout")
+    return as_flag(f"mixir.ops.{fn}", "state_v_first", state_v_first)
+
+
+def _delta_rule_options(fn, kwargs, use_qk_l2norm_in_kernel, use_beta_sigmoid_in_kernel,
+                        allow_neg_eigval, use_gate_in_kernel, A_log, dt_bias):
+    """fla's in-kernel options of the gated delta rule: refused by name until they are
+    fused into the compiled kernel (they are not applied as torch ops first)."""
+    if allow_neg_eigval and not use_beta_sigmoid_in_kernel:
+        _fail(fn, "allow_neg_eigval=True requires use_beta_sigmoid_in_kernel=True (as in fla)")
+    if use_gate_in_kernel and A_log is None:
+        _fail(fn, "A_log must be provided when use_gate_in_kernel=True (as in fla)")
+    _not_supported(fn, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
+                   use_beta_sigmoid_in_kernel=use_beta_sigmoid_in_kernel,
+                   allow_neg_eigval=allow_neg_eigval, use_gate_in_kernel=use_gate_in_kernel)
+
+
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
-                           output_final_state=False, cu_seqlens=None):
+                           output_final_state=False, use_qk_l2norm_in_kernel=False,
+                           use_beta_sigmoid_in_kernel=False, allow_neg_eigval=False,
+                           state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None,
+                           chunk_indices=None, cp_context=None, **kwargs):
     """fla.ops.gated_delta_rule.chunk_gated_delta_rule (spec 4.7): S <- exp(g_t) S;
     u_t = beta_t (v_t - S^T k_t); S <- S + k_t u_t^T; o_t = scale S^T q_t.
-    g, beta [B, T, H]; q and k as given (normalise them first, as fla expects)."""
-    if beta is None:
-        _fail("chunk_gated_delta_rule", "beta is required (the delta rule's step sizes)")
-    o, final = _forward("chunk_gated_delta_rule", q, k, v, g, beta, scale, initial_state,
-                        output_final_state, cu_seqlens, False)
-    return o, final
-
-
-def fused_recurrent_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
-                                     output_final_state=False, cu_seqlens=None):
-    """The decode form of chunk_gated_delta_rule."""
-    fn = "fused_recurrent_gated_delta_rule"
+    g, beta [B, T, H] (value heads; q/k heads may be fewer, fla's GVA); q and k as given
+    (normalise them first, as fla expects). fla's signature: chunk_size (16, 32, 64)
+    is checked and the compiler's chunk used (the result does not depend on it);
+    cu_seqlens_cpu and chunk_indices are accepted and not needed; the in-kernel
+    options and cp_context are refused by name."""
+    fn = "chunk_gated_delta_rule"
+    kwargs = dict(kwargs)
+    state_v_first = _state_layout_alias(fn, state_v_first, kwargs)
+    use_gate = kwargs.pop("use_gate_in_kernel", False)
+    A_log, dt_bias = kwargs.pop("A_log", None), kwargs.pop("dt_bias", None)
+    _fla_kwargs(fn, kwargs, chunk_sizes=(16, 32, 64))
+    _delta_rule_options(fn, kwargs, use_qk_l2norm_in_kernel, use_beta_sigmoid_in_kernel,
+                        allow_neg_eigval, use_gate, A_log, dt_bias)
+    _not_supported(fn, cp_context=cp_context)
     if beta is None:
         _fail(fn, "beta is required (the delta rule's step sizes)")
     return _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens,
-                    False)
+                    False, state_v_first=state_v_first)
+
+
+def fused_recurrent_gated_delta_rule(q, k, v, g=None, gk=None, gv=None, beta=None, scale=None,
+                                     initial_state=None, output_final_state=False,
+                                     use_qk_l2norm_in_kernel=False, use_gate_in_kernel=False,
+                                     A_log=None, dt_bias=None, use_beta_sigmoid_in_kernel=False,
+                                     allow_neg_eigval=False, state_v_first=False,
+                                     cu_seqlens=None, **kwargs):
+    """The decode form of chunk_gated_delta_rule, with fla's signature: g (per head),
+    gk (per key dimension) or gv (per value dimension; forward only) or no decay, one
+    of them; beta None is 1 at every step (as fla)."""
+    fn = "fused_recurrent_gated_delta_rule"
+    kwargs = dict(kwargs)
+    state_v_first = _state_layout_alias(fn, state_v_first, kwargs)
+    _fla_kwargs(fn, kwargs)
+    _delta_rule_options(fn, kwargs, use_qk_l2norm_in_kernel, use_beta_sigmoid_in_kernel,
+                        allow_neg_eigval, use_gate_in_kernel, A_log, dt_bias)
+    given = [name for name, x in (("g", g), ("gk", gk), ("gv", gv)) if x is not None]
+    if len(given) > 1:
+        _fail(fn, f"{' and '.join(given)} together are not supported yet", NotImplementedError)
+    if beta is None and isinstance(v, torch.Tensor) and v.dim() == 4:
+        beta = torch.ones((), dtype=v.dtype, device=v.device).expand(v.shape[:3])
+    decay = g if g is not None else gk if gk is not None else gv
+    return _forward(fn, q, k, v, decay, beta, scale, initial_state, output_final_state,
+                    cu_seqlens, gk is not None, g_name=given[0] if given else "g",
+                    value_decay=gv is not None, state_v_first=state_v_first)
+
+
+# fla's short names (fla.ops.gated_delta_rule.chunk_gdn, fused_recurrent_gdn).
+chunk_gdn = chunk_gated_delta_rule
+fused_recurrent_gdn = fused_recurrent_gated_delta_rule
 
 
 def chunk_delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final_state=False,
