@@ -164,7 +164,11 @@ def Mixer_LoweringConfigAttr : AttrDef<Mixer_Dialect, "LoweringConfig"> {
     * Linear attention: `chunk` (steps per chunk; the adjoint's checkpoint
       interval, 0 = chosen at run time from the sequence lengths), `block_v`
       (value channels per thread block), `key_split` (key dimensions per
-      tensor-core pass, 0 = none), `sequence_split`.
+      tensor-core pass, 0 = none), `sequence_split`, `chunk_parallel` (the
+      chunk-parallel schedule: a state pass that keeps every chunk's initial
+      state, then the outputs of all chunks in parallel, where the fused
+      kernel would launch at most this many thread blocks; 0 = unset, -1 =
+      never).
 
     ```mlir
     #mixer.lowering_config<kernel = tiled, tile = 256, unroll = 8,
@@ -186,7 +190,8 @@ def Mixer_LoweringConfigAttr : AttrDef<Mixer_Dialect, "LoweringConfig"> {
     DefaultValuedParameter<"int64_t", "0", "chunk length">:$chunk,
     DefaultValuedParameter<"int64_t", "0", "value channels per block">:$block_v,
     DefaultValuedParameter<"int64_t", "0", "key dimensions per pass">:$key_split,
-    OptionalParameter<"::mlir::mixer::SequenceSplitAttr">:$sequence_split);
+    OptionalParameter<"::mlir::mixer::SequenceSplitAttr">:$sequence_split,
+    DefaultValuedParameter<"int64_t", "0", "chunk-parallel up to this many thread blocks">:$chunk_parallel);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{

@@ -98,7 +98,7 @@ struct Strategy {
     int64_t tile = jagged ? block * std::max<int64_t>(1, kJaggedTile / block) : 0;
     if (!gpu())
       return LoweringConfigAttr::get(ctx, KernelKind::Tiled, tile, kCpuUnroll, {}, false, false,
-                                     0, 0, 64, false, 0, 0, 0, {});
+                                     0, 0, 64, false, 0, 0, 0, {}, 0);
     int64_t channels = cast<ShapedType>(gates.getType()).getShape()[2];
     DenseI64ArrayAttr blockShape = scanBlock(channels, jagged);
     int64_t vectorOperands = 0;
@@ -116,7 +116,7 @@ struct Strategy {
       indexBits = 32;
     if (!vectorOperands)
       return LoweringConfigAttr::get(ctx, KernelKind::Tiled, tile, kGpuUnroll, blockShape, false,
-                                     false, 0, 0, indexBits, false, 0, 0, 0, {});
+                                     false, 0, 0, indexBits, false, 0, 0, 0, {}, 0);
     // Whole blocks as vectors: one block per thread. With channels-by-time
     // inputs (and so outputs), tiles go on threadIdx.x, constants are sunk
     // into the kernel (the exchange indexes its buffer statically) and the
@@ -133,7 +133,7 @@ struct Strategy {
     }
     return LoweringConfigAttr::get(ctx, KernelKind::Tiled, block, kGpuUnroll, blockShape,
                                    timeMajor, exchange, kVectorBytes, vectorOperands, indexBits,
-                                   timeMajor, 0, 0, 0, {});
+                                   timeMajor, 0, 0, 0, {}, 0);
   }
 
   LoweringConfigAttr choose(ScanOp op) const {
@@ -158,7 +158,7 @@ struct Strategy {
   /// A channel scan written directly (not tiled from a scan): its loop only.
   LoweringConfigAttr channelScan() const {
     return LoweringConfigAttr::get(ctx, KernelKind::Tiled, 0, gpu() ? kGpuUnroll : kCpuUnroll,
-                                   {}, false, false, 0, 0, 64, false, 0, 0, 0, {});
+                                   {}, false, false, 0, 0, 64, false, 0, 0, 0, {}, 0);
   }
 
   /// Value channels per tensor-core thread block: 16 per warp, the widest
@@ -197,7 +197,7 @@ struct Strategy {
   LoweringConfigAttr recurrent(bool gpuKernel) const {
     return LoweringConfigAttr::get(ctx, KernelKind::Recurrent, 0, 1,
                                    gpuKernel ? threads(kThreads, 1, 1) : DenseI64ArrayAttr(),
-                                   false, false, 0, 0, 64, gpuKernel, 0, 0, 0, {});
+                                   false, false, 0, 0, 64, gpuKernel, 0, 0, 0, {}, 0);
   }
 
   LoweringConfigAttr choose(LinearAttentionOp op) const {
@@ -218,13 +218,22 @@ struct Strategy {
     if (!eligible)
       return recurrent(true);
     SequenceSplitAttr split;
-    if (!op.getBeta() && !op.isMlstm() && op.getOutput()) {
-      int64_t sms = target.getSmCountOrDefault();
+    int64_t sms = target.getSmCountOrDefault();
+    if (!op.getBeta() && !op.isMlstm() && op.getOutput())
       split = SequenceSplitAttr::get(ctx, 0, sms / 2, kSplitMinLength, 4 * sms, kSplitMinPiece,
                                      kChunk);
-    }
+    // The delta rule and the mLSTM do not split into pieces (their pieces do not
+    // combine through a scan); with few fused blocks they run chunk-parallel
+    // instead (the state pass, then every chunk's outputs). Where it paid on the
+    // H200 (bench/results/sweep_chunk_parallel_h200_2026-12-04.json): the delta
+    // rule at 16 and 32 blocks (up to 14% faster), not at 64 or more (up to 50%
+    // slower); the mLSTM (K = 128, V = 256) at 64 blocks (6.60 -> 5.64 ms).
+    int64_t chunkParallel = 0;
+    if (chunkParallelIneligibility(op).empty() && (op.getBeta() || op.isMlstm()))
+      chunkParallel = op.isMlstm() ? sms / 2 : sms / 4;
     return LoweringConfigAttr::get(ctx, KernelKind::Chunked, 0, 1, {}, false, false, 0, 0, 64,
-                                   /*sink_constants=*/true, kChunk, blockV, keySplit, split);
+                                   /*sink_constants=*/true, kChunk, blockV, keySplit, split,
+                                   chunkParallel);
   }
 
   /// The plain parallel loops mechanisms leave (a key split's sum, a sequence
@@ -232,7 +241,7 @@ struct Strategy {
   /// the contiguous one; a block of 128 threads over it.
   LoweringConfigAttr loop() const {
     return LoweringConfigAttr::get(ctx, KernelKind::Tiled, 0, 1, threads(kThreads, 1, 1), false,
-                                   false, 0, 0, 64, false, 0, 0, 0, {});
+                                   false, 0, 0, 64, false, 0, 0, 0, {}, 0);
   }
 
   LoweringConfigAttr choose(LinearAttentionAdjointOp) const {
@@ -240,7 +249,7 @@ struct Strategy {
     // time (near the square root of the mean length).
     return LoweringConfigAttr::get(ctx, KernelKind::Checkpointed, 0, 1,
                                    gpu() ? threads(kThreads, 1, 1) : DenseI64ArrayAttr(), false,
-                                   false, 0, 0, 64, gpu(), 0, 0, 0, {});
+                                   false, 0, 0, 64, gpu(), 0, 0, 0, {}, 0);
   }
 };
 
@@ -251,7 +260,7 @@ LoweringConfigAttr withoutSplits(LoweringConfigAttr c, bool keys) {
                                  c.getVectorAlignment(), c.getVectorOperands(),
                                  c.getIndexBitwidth(), c.getSinkConstants(), c.getChunk(),
                                  c.getBlockV(), keys ? 0 : c.getKeySplit(),
-                                 keys ? c.getSequenceSplit() : SequenceSplitAttr());
+                                 keys ? c.getSequenceSplit() : SequenceSplitAttr(), c.getChunkParallel());
 }
 
 struct MixerSelectLoweringConfig

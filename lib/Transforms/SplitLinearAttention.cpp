@@ -78,14 +78,16 @@ struct Splitter {
   Value ule(Value x, Value y) { return arith::CmpIOp::create(b, arith::CmpIPredicate::ule, x, y); }
   Value select(Value c, Value x, Value y) { return arith::SelectOp::create(b, c, x, y); }
 
-  /// The parent's config without one or both splits (for the ops it becomes).
-  LoweringConfigAttr without(bool keys, bool sequences) {
+  /// The parent's config without one or both splits (for the ops it becomes);
+  /// `pieces`: for an op that runs in pieces, which is not chunk-parallel.
+  LoweringConfigAttr without(bool keys, bool sequences, bool pieces = false) {
     return LoweringConfigAttr::get(
         op.getContext(), config.getKernel(), config.getTile(), config.getUnroll(),
         config.getBlock(), config.getTimeFastest(), config.getExchangeOutput(),
         config.getVectorAlignment(), config.getVectorOperands(), config.getIndexBitwidth(),
         config.getSinkConstants(), config.getChunk(), config.getBlockV(),
-        keys ? 0 : config.getKeySplit(), sequences ? SequenceSplitAttr() : config.getSequenceSplit());
+        keys ? 0 : config.getKeySplit(), sequences ? SequenceSplitAttr() : config.getSequenceSplit(),
+        pieces ? 0 : config.getChunkParallel());
   }
 
   /// A copy of the op with some operands replaced and the given config.
@@ -293,7 +295,8 @@ struct Splitter {
     };
 
     // 1. Each piece's state from zero.
-    cloneWith(without(false, true), [](IRMapping &) {}, [&](LinearAttentionOp pass) {
+    cloneWith(without(false, true, /*pieces=*/true), [](IRMapping &) {},
+              [&](LinearAttentionOp pass) {
       OpBuilder::InsertionGuard g(b);
       b.setInsertionPoint(pass);
       pass.getOutputMutable().clear();
@@ -368,7 +371,8 @@ struct Splitter {
                    b.getUnitAttr(), UnitAttr());
 
     // 4. The output from the pieces' initial states.
-    cloneWith(without(false, true), [](IRMapping &) {}, [&](LinearAttentionOp pass) {
+    cloneWith(without(false, true, /*pieces=*/true), [](IRMapping &) {},
+              [&](LinearAttentionOp pass) {
       OpBuilder::InsertionGuard g(b);
       b.setInsertionPoint(pass);
       pass.getInitialStateMutable().assign(pieceStates(starts, c0));

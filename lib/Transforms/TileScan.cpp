@@ -129,7 +129,7 @@ private:
     }
     channelConfig = LoweringConfigAttr::get(
         op->getContext(), KernelKind::Tiled, 0, config.getUnroll(), {}, false, false,
-        vectorAlignment, mask, config.getIndexBitwidth(), false, 0, 0, 0, {});
+        vectorAlignment, mask, config.getIndexBitwidth(), false, 0, 0, 0, {}, 0);
     return success();
   }
 

@@ -18,9 +18,10 @@ func.func @simple_gla(%q: !q {mixer.alignment = 16 : i64}, %g: memref<?x?x?xf32>
   return
 }
 // The mLSTM cell: the tensor-core kernel, never a sequence split (its pieces
-// would not combine through a scan).
+// would not combine through a scan): chunk-parallel where the fused kernel
+// would launch at most 66 blocks (half the SMs; the delta rule: a quarter).
 // CHECK-LABEL: func.func @mlstm(
-// CHECK: mixer.lowering_config = #mixer.lowering_config<kernel = chunked, sink_constants = true, chunk = 64, block_v = 64>}
+// CHECK: mixer.lowering_config = #mixer.lowering_config<kernel = chunked, sink_constants = true, chunk = 64, block_v = 64, chunk_parallel = 66>}
 func.func @mlstm(%q: !q {mixer.alignment = 16 : i64}, %f: memref<?x?x?xf32>,
                  %i: memref<?x?x?xf32>, %s: f32, %o: !q {mixer.alignment = 16 : i64}) {
   mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q)

@@ -650,13 +650,41 @@ DELTA_TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
 @pytest.mark.parametrize("K,V", [(64, 64), (128, 128), (128, 64), (64, 256)])
 @pytest.mark.parametrize("T", [1, 63, 64, 65, 300])
 @pytest.mark.parametrize("decay", [None, "scalar"])
-def test_chunked_delta_rule(dtype, K, V, T, decay):
+@pytest.mark.parametrize("schedule", ["strategy", "fused"])
+def test_chunked_delta_rule(dtype, K, V, T, decay, schedule):
+    """At these sizes (at most 12 fused blocks) the strategy runs the delta rule
+    chunk-parallel (the state pass, then every chunk's outputs); `fused` forces the
+    one-kernel schedule."""
     q, k, v, g, beta = inputs(2, T, 3, K, V, dtype, "cuda", decay, delta=True, strength=4.0)
     h0 = torch.randn(2, 3, K, V, generator=torch.Generator().manual_seed(4)).cuda() * 0.1
-    o, f = la.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True)
+    if schedule == "fused":
+        o, f = la.linear_attention(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                   lowering_config="#mixer.lowering_config<chunk_parallel = -1>")
+    else:
+        o, f = la.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0,
+                                         output_final_state=True)
     ro, rf = linear_attention_ref(q, k, v, g=g, beta=beta, initial_state=h0)
     assert rel(o, ro) < DELTA_TOL[dtype], rel(o, ro)
     assert rel(f, rf) < DELTA_TOL[dtype], rel(f, rf)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("decay", [None, "scalar"])
+def test_chunk_parallel_additive_update_varlen(decay):
+    """The chunk-parallel schedule forced on the additive update (the strategy gives it
+    the sequence split instead): packed sequences, some shorter than a chunk, states."""
+    B, T, H, K, V = 1, 300, 2, 64, 128
+    q, k, v, g, _ = inputs(B, T, H, K, V, torch.bfloat16, "cuda", decay, strength=4.0)
+    q, k = F.normalize(q.float(), dim=-1).bfloat16(), F.normalize(k.float(), dim=-1).bfloat16()
+    cu = torch.tensor([0, 10, 10, 140, 300], dtype=torch.int64, device="cuda")
+    h0 = torch.randn(4, H, K, V, generator=torch.Generator().manual_seed(4)).cuda() * 0.1
+    cfg = ("#mixer.lowering_config<chunk_parallel = 1000000, sequence_split = "
+           "#mixer.sequence_split<max_programs = 1, target_programs = 1>>")
+    o, f = la.linear_attention(q, k, v, g, initial_state=h0, output_final_state=True,
+                               cu_seqlens=cu, lowering_config=cfg)
+    ro, rf = linear_attention_ref(q, k, v, g=g, initial_state=h0, cu_seqlens=cu)
+    assert rel(o, ro) < TOL[torch.bfloat16], rel(o, ro)
+    assert rel(f, rf) < (STATE_TOL[torch.bfloat16] if decay else 1e-5), rel(f, rf)
 
 
 @pytest.mark.gpu

@@ -22,6 +22,11 @@ namespace mlir::mixer {
 /// strategy reads (16-byte rows are the kernels' precondition).
 std::string chunkedKernelIneligibility(LinearAttentionOp op, int64_t blockV, int64_t keyDim);
 
+/// Why the tensor-core lowering cannot run `op` chunk-parallel (a state pass
+/// keeping each chunk's initial state, then every chunk's outputs in
+/// parallel), or "": it needs an output, and no per-key decay or pieces.
+std::string chunkParallelIneligibility(LinearAttentionOp op);
+
 /// Threads per output-exchange group of mixer-tile-scan{exchange-output} for
 /// `op` with `vectorAlignment` promised and one-block tiles: the number of
 /// 16-byte chunks in one block of f32 outputs, or 0 where the exchange does

@@ -150,6 +150,16 @@ std::string mlir::mixer::chunkedKernelIneligibility(LinearAttentionOp op, int64_
   return "";
 }
 
+std::string mlir::mixer::chunkParallelIneligibility(LinearAttentionOp op) {
+  if (!op.getOutput())
+    return "no output (the state pass alone is the fused kernel without one)";
+  if (op.hasVectorDecay())
+    return "per-key-dimension decay";
+  if (op.getPieces())
+    return "the op already runs in pieces";
+  return "";
+}
+
 namespace {
 
 /// Builds the kernel of one op. Holds the per-kernel constants.
@@ -163,12 +173,23 @@ struct MmaKernelBuilder : MmaEmitter {
   bool delta;  // the delta rule: W and U (workspace) stand in for V
   bool mlstm;  // the mLSTM cell: input gate, normaliser and stabiliser
 
-  Value workspace; // the chunk factors of the delta rule or of a per-key decay
+  /// Fused: one block walks its sequence, outputs and state together. The
+  /// chunk-parallel schedule is two kernels: StatePass walks the sequence
+  /// without outputs and keeps every chunk's initial state (and the delta
+  /// rule's corrected values, in place of U), then ChunkOutputs computes every
+  /// chunk's outputs from those, one block per (value tile, head, chunk).
+  enum class Schedule { Fused, StatePass, ChunkOutputs };
+  Schedule schedule;
+  Value workspace;   // the chunk factors of the delta rule or of a per-key decay
+  Value chunkStates; // [N, C, H, V, K] of elt: each chunk's initial S^T, rounded
+  Value chunkStats;  // mLSTM: [N, C, H, K + 1] f32: each chunk's initial n, then m
 
   MmaKernelBuilder(LinearAttentionOp op, ImplicitLocOpBuilder &b, int64_t blockV,
-                   Value workspace)
+                   Value workspace, Schedule schedule = Schedule::Fused,
+                   Value chunkStates = {}, Value chunkStats = {})
       : MmaEmitter(b, cast<MemRefType>(op.getQuery().getType()).getElementType()), op(op),
-        K(op.getKeyDim()), BV(blockV), W(blockV / 16), workspace(workspace) {}
+        K(op.getKeyDim()), BV(blockV), W(blockV / 16), schedule(schedule),
+        workspace(workspace), chunkStates(chunkStates), chunkStats(chunkStats) {}
 
   // Shared buffers: byte offsets and row strides (elements).
   int64_t offQ = 0, offK = 0, offW = 0, offV = 0, offVd = 0, offP = 0, offG = 0, bytes = 0;
@@ -240,22 +261,32 @@ struct MmaKernelBuilder : MmaEmitter {
 
 void MmaKernelBuilder::build() {
   auto typeOf = [](Value v) { return cast<MemRefType>(v.getType()); };
-  output = static_cast<bool>(op.getOutput());
+  bool statePass = schedule == Schedule::StatePass;
+  bool chunkOutputs = schedule == Schedule::ChunkOutputs;
+  output = op.getOutput() && !statePass;
   outElt = output ? typeOf(op.getOutput()).getElementType() : elt;
   gated = op.hasVectorDecay();
   decay = static_cast<bool>(op.getLogDecay()) && !gated;
-  delta = static_cast<bool>(op.getBeta());
+  // The delta rule's values are the workspace's (U, or once the state pass
+  // has run, the corrected U - W S); only a kernel that carries S corrects.
+  bool valuesInWorkspace = static_cast<bool>(op.getBeta());
+  delta = valuesInWorkspace && !chunkOutputs;
   mlstm = op.isMlstm();
+  bool update = !chunkOutputs; // carries the state from chunk to chunk
   layoutSharedMemory();
   Value offsets = op.getOffsets();
 
-  // Launch geometry: (value tiles, heads, sequences) x W warps.
+  // Launch geometry: (value tiles, heads, sequences) x W warps; for the
+  // chunk outputs, (value tiles, heads, sequences x chunks of the row).
   Value one = idx(1);
   auto [H, group, T, N] = opSizes(op);
   Programs programs = linearAttentionPrograms(b, op, N);
-  auto launch = gpu::LaunchOp::create(b, idx(op.getValueDim() / BV), H, programs.count,
-                                      idx(32 * W), one, one, i32(bytes));
-  nameKernel(op, launch, "chunked");
+  Value rowChunks = arith::CeilDivUIOp::create(b, T, idx(kChunk));
+  Value blocks = chunkOutputs ? mul(N, rowChunks) : programs.count;
+  auto launch = gpu::LaunchOp::create(b, idx(op.getValueDim() / BV), H, blocks, idx(32 * W),
+                                      one, one, i32(bytes));
+  nameKernel(op, launch,
+             statePass ? "chunk_states" : chunkOutputs ? "chunk_outputs" : "chunked");
   b.setInsertionPointToEnd(&launch.getBody().front());
   gpu::TerminatorOp::create(b);
   b.setInsertionPointToStart(&launch.getBody().front());
@@ -263,6 +294,11 @@ void MmaKernelBuilder::build() {
   Value zero = idx(0);
   beginKernel(launch.getThreadIds().x);
   Value vTile = launch.getBlockIds().x, h = launch.getBlockIds().y, p = launch.getBlockIds().z;
+  Value firstChunk = zero; // the chunk outputs' block: sequence p / C, chunk p % C
+  if (chunkOutputs) {
+    firstChunk = arith::RemUIOp::create(b, p, rowChunks);
+    p = arith::DivUIOp::create(b, p, rowChunks);
+  }
   Value hq = arith::DivUIOp::create(b, h, group); // the query/key head of value head h
   Value warpRow = mul(warp, idx(16)); // first state row / output column / score row
   Value v0 = add(mul(vTile, idx(BV)), warpRow);
@@ -278,8 +314,46 @@ void MmaKernelBuilder::build() {
 
   // State S^T: tile c holds rows v = v0 + gq (+8), columns d = 8c + 2tq (+1).
   int64_t stateTiles = K / 8;
+  Value numChunks =
+      arith::CeilDivUIOp::create(b, length, idx(kChunk)); // unsigned: length >= 0
+  // The chunks this block walks: all, or the chunk outputs' one (none past
+  // its sequence's end).
+  Value endChunk = chunkOutputs ? arith::MinUIOp::create(b, addc(firstChunk, 1), numChunks)
+                                      .getResult()
+                                : numChunks;
+  Value seq = n.front();
+  auto stateAt = [&](Value c, Value v, Value d) {
+    return ValueRange{seq, c, h, v, d};
+  };
   SmallVector<Value> state;
-  for (int64_t c = 0; c < stateTiles; ++c)
+  if (chunkOutputs) {
+    // The chunk's initial state, as the state pass kept it (read only where
+    // the chunk exists: past its sequence's end nothing was written).
+    SmallVector<Type> types(stateTiles * 4 + (mlstm ? 1 : 0), b.getF32Type());
+    auto exists = scf::IfOp::create(b, types, ult(firstChunk, endChunk), /*withElse=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&exists.getThenRegion().front());
+      SmallVector<Value> got;
+      for (int64_t c = 0; c < stateTiles; ++c)
+        for (int64_t half = 0; half < 2; ++half)
+          for (int64_t e = 0; e < 2; ++e) {
+            Value d = add(idx(8 * c + e), tq2);
+            Value v = add(addc(v0, 8 * half), gq);
+            got.push_back(arith::ExtFOp::create(
+                b, b.getF32Type(),
+                memref::LoadOp::create(b, chunkStates, stateAt(firstChunk, v, d)).getResult()));
+          }
+      if (mlstm)
+        got.push_back(memref::LoadOp::create(b, chunkStats,
+                                             ValueRange{seq, firstChunk, h, idx(K)}));
+      scf::YieldOp::create(b, got);
+      b.setInsertionPointToStart(&exists.getElseRegion().front());
+      scf::YieldOp::create(b, SmallVector<Value>(types.size(), f32(0.0)));
+    }
+    state.append(exists.getResults().begin(), exists.getResults().end());
+  }
+  for (int64_t c = 0; c < stateTiles && !chunkOutputs; ++c)
     for (int64_t half = 0; half < 2; ++half)
       for (int64_t e = 0; e < 2; ++e) {
         if (Value init = op.getInitialState()) {
@@ -296,9 +370,24 @@ void MmaKernelBuilder::build() {
   // The mLSTM's stabiliser m is carried after the state (every thread holds
   // it), its normaliser n in shared memory (the first barrier in the loop
   // orders these stores before any read).
-  Value seq = n.front();
   Value nS = mlstm ? view(offN, 1, K, b.getF32Type()) : Value();
-  if (mlstm) {
+  if (mlstm && chunkOutputs) {
+    for (int64_t d0 = 0; d0 < K; d0 += 32 * W) {
+      Value d = addc(tid, d0);
+      auto guard = guardBelow(d, d0 + 32 * W > K ? K : 0);
+      auto exists = scf::IfOp::create(b, TypeRange{b.getF32Type()}, ult(firstChunk, endChunk),
+                                      /*withElse=*/true);
+      OpBuilder::InsertionGuard inner(b);
+      b.setInsertionPointToStart(&exists.getThenRegion().front());
+      scf::YieldOp::create(
+          b, ValueRange{memref::LoadOp::create(b, chunkStats, ValueRange{seq, firstChunk, h, d})
+                            .getResult()});
+      b.setInsertionPointToStart(&exists.getElseRegion().front());
+      scf::YieldOp::create(b, ValueRange{f32(0.0)});
+      b.setInsertionPointAfter(exists);
+      memref::StoreOp::create(b, exists.getResult(0), nS, ValueRange{zero, d});
+    }
+  } else if (mlstm) {
     state.push_back(op.getInitialStabilizer()
                         ? memref::LoadOp::create(b, op.getInitialStabilizer(),
                                                  ValueRange{seq, h}).getResult()
@@ -314,8 +403,6 @@ void MmaKernelBuilder::build() {
     }
   }
 
-  Value numChunks =
-      arith::CeilDivUIOp::create(b, length, idx(kChunk)); // unsigned: length >= 0
   Value lastRow = arith::SubIOp::create(b, add(start, length), one);
   int64_t threads = 32 * W;
   auto chunkStart = [&](Value c) { return mul(c, idx(kChunk)); };
@@ -326,7 +413,7 @@ void MmaKernelBuilder::build() {
   };
 
   Global gq_ = globalOf(op.getQuery()), gk_ = globalOf(op.getKey());
-  Global gv_ = globalOf(delta ? workspace : op.getValue());
+  Global gv_ = globalOf(valuesInWorkspace ? workspace : op.getValue());
   Value vBaseCol = mul(vTile, idx(BV));
 
   // 1. Q, K, V of chunk `c` into stage `parity` (cp.async). The delta rule
@@ -368,7 +455,7 @@ void MmaKernelBuilder::build() {
     if (output && !delta)
       stageQ(c, stageOff);
     copyRowsAsync(gk_, addc(stageOff, offK), strideQK(), K, zero, rows, hq, threads);
-    Value colBase = delta ? addc(vBaseCol, K) : vBaseCol;
+    Value colBase = valuesInWorkspace ? addc(vBaseCol, K) : vBaseCol;
     copyRowsAsync(gv_, addc(stageOff, offV), strideV(), BV, colBase, rows, h, threads);
     if (decay)
       copyGatesAsync(gg_, addc(stageOff, offGate), rows, h);
@@ -377,22 +464,24 @@ void MmaKernelBuilder::build() {
   };
   /// Runs `fill` when chunk `c` exists.
   auto ifChunk = [&](Value c, llvm::function_ref<void()> fill) {
-    auto ifOp = scf::IfOp::create(b, ult(c, numChunks), /*withElseRegion=*/false);
+    auto ifOp = scf::IfOp::create(b, ult(c, endChunk), /*withElseRegion=*/false);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
     fill();
   };
-  // Prologue: chunk 0 into stage 0 (and the delta rule's single buffers).
-  ifChunk(zero, [&] {
-    stageChunk(zero, zero);
+  // Prologue: the first chunk into its stage (and the delta rule's single
+  // buffers).
+  ifChunk(firstChunk, [&] {
+    stageChunk(firstChunk, arith::RemUIOp::create(b, firstChunk, idx(2)));
     if (delta) {
-      stageQ(zero, zero);
-      stageW(zero);
+      if (output)
+        stageQ(firstChunk, zero);
+      stageW(firstChunk);
     }
   });
   NVVM::CpAsyncCommitGroupOp::create(b);
 
-  auto loop = scf::ForOp::create(b, zero, numChunks, one, state);
+  auto loop = scf::ForOp::create(b, firstChunk, endChunk, one, state);
   b.setInsertionPointToStart(loop.getBody());
   SmallVector<Value> S(loop.getRegionIterArgs());
   Value mPrev; // the mLSTM's stabiliser at the end of the previous chunk
@@ -403,6 +492,22 @@ void MmaKernelBuilder::build() {
   Value chunk = loop.getInductionVar();
   ChunkRows rows = rowsOf(chunk);
   Value t0 = rows.t0, valid = rows.valid;
+  if (statePass) {
+    // Keep the chunk's initial state S^T, rounded to 16 bits as the output's
+    // product Q S reads it: pairs of key dimensions, [v][d], one register each.
+    auto pairTy = VectorType::get({2}, elt);
+    for (int64_t c = 0; c < stateTiles; ++c)
+      for (int64_t half = 0; half < 2; ++half) {
+        Value d = addc(tq2, 8 * c);
+        Value v = add(addc(v0, 8 * half), gq);
+        Value pair = vector::FromElementsOp::create(
+            b, pairTy,
+            ValueRange{arith::TruncFOp::create(b, elt, S[4 * c + 2 * half]),
+                       arith::TruncFOp::create(b, elt, S[4 * c + 2 * half + 1])});
+        vector::StoreOp::create(b, pair, chunkStates, stateAt(chunk, v, d), false,
+                                llvm::MaybeAlign(4));
+      }
+  }
   Value parity = arith::RemUIOp::create(b, chunk, idx(2));
   Value stageOff = mul(parity, idx(stageBytes));
   Value offQd = delta ? idx(offQ) : addc(stageOff, offQ), offKd = addc(stageOff, offK),
@@ -441,6 +546,23 @@ void MmaKernelBuilder::build() {
   };
   Value mNew = mlstm ? at(weightS, idx(kChunk)) : Value();
   Value stateFactor = mlstm ? at(weightS, idx(kChunk + 1)) : Value();
+  if (statePass && mlstm) {
+    // The chunk's initial n and m, from the first value tile's block (every
+    // block of the head holds the same); n is not updated before a barrier.
+    auto first = scf::IfOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, vTile, zero), false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&first.getThenRegion().front());
+    for (int64_t d0 = 0; d0 <= K; d0 += threads) {
+      Value d = addc(tid, d0);
+      auto below = guardBelow(d, d0 + threads > K ? K + 1 : 0);
+      Value isM = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, d, idx(K));
+      Value nd = memref::LoadOp::create(
+          b, nS, ValueRange{zero, arith::MinUIOp::create(b, d, idx(K - 1))});
+      memref::StoreOp::create(b, arith::SelectOp::create(b, isM, mPrev, nd), chunkStats,
+                              ValueRange{seq, chunk, h, d});
+    }
+  }
 
   auto gammaAt = [&](Value r) -> Value {
     return decay ? memref::LoadOp::create(b, gS, ValueRange{zero, r}).getResult() : f32(0.0);
@@ -491,13 +613,32 @@ void MmaKernelBuilder::build() {
         }
     }
     gpu::BarrierOp::create(b); // the decayed values below read every warp's columns
+    if (statePass) {
+      // The corrected values replace U in the workspace: the chunk outputs
+      // read them as their values.
+      auto vecTy = VectorType::get({8}, elt);
+      int64_t perRow = BV / 8, total = kChunk * perRow;
+      for (int64_t i0 = 0; i0 < total; i0 += threads) {
+        Value i = addc(tid, i0);
+        Value r = arith::DivUIOp::create(b, i, idx(perRow));
+        Value col = mul(arith::RemUIOp::create(b, i, idx(perRow)), idx(8));
+        auto inside = scf::IfOp::create(b, ult(r, valid), /*withElseRegion=*/false);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(&inside.getThenRegion().front());
+        Value x = vector::LoadOp::create(b, vecTy, vS, ValueRange{r, col}, false,
+                                         llvm::MaybeAlign(16));
+        vector::StoreOp::create(b, x, workspace,
+                                ValueRange{row, add(t0, r), h, add(addc(vBaseCol, K), col)},
+                                false, llvm::MaybeAlign(16));
+      }
+    }
     // Every warp is done with W: refill it for the next chunk.
     ifChunk(next, [&] { stageW(next); });
     NVVM::CpAsyncCommitGroupOp::create(b);
   }
 
   // 3. The decayed values V .* exp(gamma_C - gamma_j) for the state update.
-  if (decay) {
+  if (decay && update) {
     int64_t perRow = BV / 8, total = kChunk * perRow;
     auto vecTy = VectorType::get({8}, elt);
     auto vecF = VectorType::get({8}, b.getF32Type());
@@ -575,7 +716,7 @@ void MmaKernelBuilder::build() {
   }
 
   // 4b. mLSTM: q_i . n (the previous chunk's normaliser), two threads per row.
-  if (mlstm) {
+  if (mlstm && output) {
     Value qS = view(offQd, kChunk, strideQK(), elt);
     auto vecTy = VectorType::get({8}, elt);
     auto vecF = VectorType::get({8}, b.getF32Type());
@@ -624,7 +765,8 @@ void MmaKernelBuilder::build() {
   gpu::BarrierOp::create(b); // scores and decayed values are complete
   if (delta) {
     // Every warp is done with Q: refill it for the next chunk.
-    ifChunk(next, [&] { stageQ(next, zero); });
+    if (output)
+      ifChunk(next, [&] { stageQ(next, zero); });
     NVVM::CpAsyncCommitGroupOp::create(b);
   }
   // 6. Intra-chunk output O += P V (key blocks after the row block are masked
@@ -686,7 +828,7 @@ void MmaKernelBuilder::build() {
   }
 
   // 7. State update S^T = exp(gamma_C) S^T + Vd^T K.
-  {
+  if (update) {
     if (decay) {
       Value w = mlstm ? stateFactor : math::ExpOp::create(b, gLast).getResult();
       for (Value &s : S)
@@ -750,7 +892,7 @@ void MmaKernelBuilder::build() {
 
   // The final state, as [n, h, d, v].
   b.setInsertionPointAfter(loop);
-  if (Value final = op.getFinalState())
+  if (Value final = update ? op.getFinalState() : Value())
     for (int64_t c = 0; c < stateTiles; ++c)
       for (int64_t half = 0; half < 2; ++half)
         for (int64_t e = 0; e < 2; ++e) {
@@ -761,7 +903,7 @@ void MmaKernelBuilder::build() {
         }
   // The mLSTM's normaliser and stabiliser, from the first value tile's block
   // (every block of the head holds the same).
-  if (mlstm && (op.getFinalNormalizer() || op.getFinalStabilizer())) {
+  if (mlstm && update && (op.getFinalNormalizer() || op.getFinalStabilizer())) {
     auto first = scf::IfOp::create(
         b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, vTile, zero), false);
     OpBuilder::InsertionGuard guard(b);
@@ -910,15 +1052,63 @@ struct MixerLowerLinearAttentionMma
         OpBuilder::InsertionGuard guard(b);
         emitVectorDecayPrepare(op, workspace, b);
       }
-      MmaKernelBuilder kb(op, b, blockV, workspace);
-      kb.build();
+      using Schedule = MmaKernelBuilder::Schedule;
+      auto emit = [&](Operation *at, Schedule schedule, Value states, Value stats) {
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(at);
+        MmaKernelBuilder kb(op, b, blockV, workspace, schedule, states, stats);
+        kb.build();
+      };
+      if (int64_t bound = config.getChunkParallel(); bound > 0) {
+        if (std::string why = chunkParallelIneligibility(op); !why.empty()) {
+          op.emitOpError() << "cannot run chunk-parallel: " << why;
+          return signalPassFailure();
+        }
+        // Chunk-parallel where the fused kernel would launch at most `bound`
+        // blocks (N H V / block_v), decided on the call's sizes; the scratch
+        // for the chunks' states is sized by the same decision.
+        auto chosen = [&](ImplicitLocOpBuilder &sb) {
+          LinearAttentionSizes sz =
+              linearAttentionSizes(sb, op.getQuery(), op.getValue(), op.getOffsets());
+          Value blocks = arith::MulIOp::create(
+              sb, arith::MulIOp::create(sb, sz.N, sz.H),
+              arith::ConstantIndexOp::create(sb, op.getValueDim() / blockV));
+          return std::make_pair(sz, arith::CmpIOp::create(sb, arith::CmpIPredicate::ule, blocks,
+                                                          arith::ConstantIndexOp::create(sb, bound))
+                                        .getResult());
+        };
+        auto sizes = [&](ImplicitLocOpBuilder &sb) {
+          auto [sz, yes] = chosen(sb);
+          Value rows = arith::SelectOp::create(sb, yes, sz.N, arith::ConstantIndexOp::create(sb, 0));
+          Value chunks =
+              arith::CeilDivUIOp::create(sb, sz.T, arith::ConstantIndexOp::create(sb, kChunk));
+          return SmallVector<Value>{rows, chunks, sz.H};
+        };
+        int64_t dyn = ShapedType::kDynamic;
+        Type elt = cast<MemRefType>(op.getKey().getType()).getElementType();
+        Value states = allocateScratch(
+            op, MemRefType::get({dyn, dyn, dyn, op.getValueDim(), op.getKeyDim()}, elt), sizes);
+        Value stats = op.isMlstm()
+                          ? allocateScratch(op,
+                                            MemRefType::get({dyn, dyn, dyn, op.getKeyDim() + 1},
+                                                            b.getF32Type()),
+                                            sizes)
+                          : Value();
+        auto ifOp = scf::IfOp::create(b, chosen(b).second, /*withElseRegion=*/true);
+        emit(ifOp.thenBlock()->getTerminator(), Schedule::StatePass, states, stats);
+        emit(ifOp.thenBlock()->getTerminator(), Schedule::ChunkOutputs, states, stats);
+        emit(ifOp.elseBlock()->getTerminator(), Schedule::Fused, Value(), Value());
+      } else {
+        emit(op, Schedule::Fused, Value(), Value());
+      }
       // The launches carry the config on (sunk constants: fragment
       // addresses then fold into immediate offsets).
       for (Operation &o : llvm::make_range(before ? std::next(before->getIterator())
                                                   : block->begin(),
                                            op->getIterator()))
-        if (isa<gpu::LaunchOp>(o))
-          o.setAttr(LoweringConfigAttr::getAttrName(), config);
+        o.walk([&](gpu::LaunchOp launch) {
+          launch->setAttr(LoweringConfigAttr::getAttrName(), config);
+        });
       op.erase();
     }
   }

@@ -165,7 +165,11 @@ LogicalResult LoweringConfigAttr::verify(function_ref<InFlightDiagnostic()> emit
                                          DenseI64ArrayAttr block, bool, bool,
                                          int64_t vectorAlignment, int64_t vectorOperands,
                                          int64_t indexBitwidth, bool, int64_t chunk,
-                                         int64_t blockV, int64_t keySplit, SequenceSplitAttr) {
+                                         int64_t blockV, int64_t keySplit, SequenceSplitAttr,
+                                         int64_t chunkParallel) {
+  if (chunkParallel < -1)
+    return emitError() << "lowering_config: chunk_parallel must be -1 (never), 0 (unset) or a "
+                          "number of thread blocks";
   if (tile < 0 || unroll < 1 || chunk < 0 || blockV < 0 || keySplit < 0)
     return emitError() << "lowering_config: tile, chunk, block_v and key_split must be >= 0 "
                           "and unroll >= 1";
@@ -214,5 +218,6 @@ LoweringConfigAttr LoweringConfigAttr::overriddenBy(LoweringConfigAttr o) const 
       getSinkConstants() || o.getSinkConstants(), pick(getChunk(), o.getChunk(), int64_t(0)),
       pick(getBlockV(), o.getBlockV(), int64_t(0)),
       pick(getKeySplit(), o.getKeySplit(), int64_t(0)),
-      o.getSequenceSplit() ? o.getSequenceSplit() : getSequenceSplit());
+      o.getSequenceSplit() ? o.getSequenceSplit() : getSequenceSplit(),
+      pick(getChunkParallel(), o.getChunkParallel(), int64_t(0)));
 }

@@ -71,3 +71,15 @@ func.func @unsplit(%q: !q, %s: f32) {
       {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sequence_split = #mixer.sequence_split<piece = 128>>}
   return
 }
+
+// -----
+
+// The chunk-parallel schedule needs an output (its second kernel writes it).
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+func.func @chunk_parallel_no_output(%q: !q, %s: f32, %hT: memref<?x?x64x64xf32>) {
+  // expected-error @+1 {{'mixer.linear_attention' op cannot run chunk-parallel: no output}}
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q) scale(%s : f32)
+      final(%hT : memref<?x?x64x64xf32>)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true, chunk_parallel = 132>}
+  return
+}

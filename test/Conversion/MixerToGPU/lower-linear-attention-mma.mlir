@@ -206,3 +206,35 @@ func.func @mlstm(%q: !q, %f: !g, %i: !g, %s: f32, %m0: memref<?x?xf32>,
       {epsilon = 1.0e-06 : f64, mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true>}
   return
 }
+
+// -----
+
+// The chunk-parallel schedule (the delta rule): the WY factors, then, where the
+// fused kernel would launch at most 132 blocks (N H V / 64, at run time), the
+// state pass keeping every chunk's initial state (scratch [N or 0, chunks, H, V,
+// K] of bf16, sized by the same decision) and the chunk outputs; else the
+// fused kernel.
+// CHECK-LABEL: func.func @gdr_chunk_parallel
+// CHECK:       memref.alloc({{.*}}) {mixer.workspace} : memref<?x?x?x128xbf16>
+// CHECK:       gpu.launch {{.*}} function(@gdr_chunk_parallel_wy_prepare)
+// CHECK:       %[[SEL:.*]] = arith.select {{.*}} : index
+// CHECK:       memref.alloc(%[[SEL]], {{.*}}) {mixer.workspace} : memref<?x?x?x64x64xbf16>
+// CHECK:       %[[USE:.*]] = arith.cmpi ule, %{{.*}}, %c132{{.*}} : index
+// CHECK:       scf.if %[[USE]] {
+// CHECK:         gpu.launch {{.*}} function(@gdr_chunk_parallel_chunk_states)
+// CHECK:           vector.store {{.*}} : memref<?x?x?x64x64xbf16>, vector<2xbf16>
+// CHECK:         gpu.launch {{.*}} function(@gdr_chunk_parallel_chunk_outputs)
+// CHECK:           memref.load {{.*}} : memref<?x?x?x64x64xbf16>
+// CHECK:       } else {
+// CHECK:         gpu.launch {{.*}} function(@gdr_chunk_parallel_chunked)
+// CHECK:       }
+// CHECK-NOT:   mixer.linear_attention
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+func.func @gdr_chunk_parallel(%q: !q, %g: memref<?x?x?xf32>, %bt: memref<?x?x?xbf16>, %s: f32,
+                              %o: !q, %hT: memref<?x?x64x64xf32>) {
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%q : !q)
+      log_decay(%g : memref<?x?x?xf32>) beta(%bt : memref<?x?x?xbf16>) scale(%s : f32) outs(%o : !q)
+      final(%hT : memref<?x?x64x64xf32>)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true, chunk_parallel = 132>}
+  return
+}
