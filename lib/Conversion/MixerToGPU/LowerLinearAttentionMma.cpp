@@ -702,15 +702,8 @@ void MmaKernelBuilder::build() {
       }
       if (mlstm) {
         // The row's sum over its four lanes (the denominator's intra-chunk part).
-        for (int32_t off : {1, 2})
-          rowSum = addF(rowSum, gpu::ShuffleOp::create(b, rowSum, i32(off), i32(32),
-                                                       gpu::ShuffleMode::XOR)
-                                    .getShuffleResult());
-        auto first = scf::IfOp::create(
-            b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, tq, zero), false);
-        OpBuilder::InsertionGuard guard(b);
-        b.setInsertionPointToStart(&first.getThenRegion().front());
-        memref::StoreOp::create(b, rowSum, rowSumS, ValueRange{zero, i});
+        rowSum = warpReduce(rowSum, [&](Value x, Value y) { return addF(x, y); }, {1, 2});
+        storeWhereZero(tq, rowSum, rowSumS, ValueRange{zero, i});
       }
     }
   }
@@ -735,13 +728,8 @@ void MmaKernelBuilder::build() {
         acc = vector::ReductionOp::create(b, vector::CombiningKind::ADD,
                                           arith::MulFOp::create(b, x, nv), acc);
       }
-      acc = addF(acc, gpu::ShuffleOp::create(b, acc, i32(1), i32(32), gpu::ShuffleMode::XOR)
-                          .getShuffleResult());
-      auto first = scf::IfOp::create(
-          b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, part, zero), false);
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPointToStart(&first.getThenRegion().front());
-      memref::StoreOp::create(b, acc, qnS, ValueRange{zero, r});
+      acc = warpReduce(acc, [&](Value x, Value y) { return addF(x, y); }, {1});
+      storeWhereZero(part, acc, qnS, ValueRange{zero, r});
     }
   }
 

@@ -350,12 +350,22 @@ struct MmaEmitter {
                                      reverse ? gpu::ShuffleMode::DOWN : gpu::ShuffleMode::UP);
     return arith::SelectOp::create(b, sh.getValid(), sh.getShuffleResult(), identity);
   }
-  /// Every lane gets all lanes combined (a butterfly).
-  Value warpReduce(Value x, Combine combine) {
-    for (int32_t off = 1; off < 32; off *= 2)
+  /// Every lane gets the lanes that differ from it only in the bits of
+  /// `offsets` combined (a butterfly; all 32 lanes by default).
+  Value warpReduce(Value x, Combine combine,
+                   std::initializer_list<int32_t> offsets = {1, 2, 4, 8, 16}) {
+    for (int32_t off : offsets)
       x = combine(x, gpu::ShuffleOp::create(b, x, i32(off), i32(32), gpu::ShuffleMode::XOR)
                          .getShuffleResult());
     return x;
+  }
+  /// Stores `value` at `indices` of `memref` where `index` is 0 (one lane of a group).
+  void storeWhereZero(Value index, Value value, Value memref, ValueRange indices) {
+    auto first = scf::IfOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, index, idx(0)), false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&first.getThenRegion().front());
+    memref::StoreOp::create(b, value, memref, indices);
   }
 
   /// What every kernel of `op` launches over: value heads H, the group H / Hq
