@@ -6,7 +6,7 @@
 // keeps the compiled module's functions for the life of the process.
 //
 // The cache key is what the compiler may specialise on (Calls.h): the op and
-// the flags its attributes depend on, the device, per operand its dtype,
+// the flags its attributes depend on, the device, per operand its role, dtype,
 // rank, which dimensions have unit stride and its alignment, and whether
 // 32-bit offsets suffice. Sizes are not in the key, except those the module
 // reports it made static (a scan's channels, head dimensions): entries of one
@@ -333,6 +333,11 @@ bool run(Call &call, std::string *unsupported) {
   key.insert(key.end(), call.flags.begin(), call.flags.end());
   key.push_back(fits32);
   for (const Facts &f : facts) {
+    // The role too: a plain delta rule's beta [B, T, H] has the facts of a
+    // simple GLA's gate g, so without it one's kernel ran the other's calls.
+    for (const char *p = f.operand.role; *p; ++p)
+      key.push_back(*p);
+    key.push_back(-1);
     key.push_back(f.operand.dtype);
     key.push_back(f.operand.rank);
     key.push_back(f.unitMask);

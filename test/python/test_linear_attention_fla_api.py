@@ -208,6 +208,8 @@ def test_fla_keyword_arguments_and_unsupported_options():
         la.fused_recurrent_gla(q, k, v, gv=torch.zeros(1, 20, 2, 16))
     with pytest.raises(TypeError, match="reverse must be"):
         la.fused_recurrent_retention(q, k, v, reverse="yes")
+    with pytest.raises(TypeError, match="state_v_first must be"):
+        la.chunk_simple_gla(q, k, v, g, state_v_first="yes")
     with pytest.raises(RuntimeError, match="no gradient through a time-reversed pass"):
         qr = q.clone().requires_grad_()
         la.fused_recurrent_simple_gla(qr, k, v, g, reverse=True)[0].sum().backward()
@@ -271,3 +273,15 @@ def test_gated_delta_rule_options_not_supported_are_named():
     with pytest.raises(ValueError, match="state_v_first or the deprecated transpose_state_layout"):
         la.chunk_gated_delta_rule(q, k, v, g, beta, state_v_first=True,
                                   transpose_state_layout=True)
+
+
+def test_kernel_cache_tells_beta_from_a_gate():
+    """A plain delta rule's beta [B, T, H] has the facts (dtype, rank, strides) of a
+    simple GLA's gate g: the in-process kernel cache must key on the operands' roles,
+    or the kernel compiled for one runs the other's calls (it did: a silent wrong
+    answer after a simple GLA call of the same shapes)."""
+    q, k, v, beta = tensors(2, 40, 2, 16, 16, torch.float32, "cpu", seed=11)
+    la.chunk_simple_gla(q, k, v, F.logsigmoid(beta.clone()))
+    o, _ = la.chunk_delta_rule(q, k, v, beta)
+    ro, _ = linear_attention_ref(q, k, v, beta=beta)
+    assert rel(o, ro) < TOL[torch.float32], rel(o, ro)

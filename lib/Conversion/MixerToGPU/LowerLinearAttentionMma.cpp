@@ -52,6 +52,17 @@
 // schedule: it skips Q, the scores and the output and only carries S (about a
 // quarter of the fused kernel's tensor-core work).
 //
+// The mLSTM cell (an input gate, a normaliser and a stabiliser) is the same
+// kernel with per-step weights from its chunk factors (mlstmChunkFactors) in
+// place of the decays, and a denominator on every output row.
+//
+// With the config's `chunk_parallel` (the delta rule, the mLSTM: ops that do
+// not split into pieces), where the fused kernel would launch few blocks the
+// op runs as two kernels of this builder instead: a state pass that keeps
+// every chunk's initial state (Schedule::StatePass), then every chunk's
+// outputs in parallel (Schedule::ChunkOutputs); the choice is made at run time
+// from the block count.
+//
 // Ops this lowering cannot take are left for mixer-lower-linear-attention.
 //
 //===----------------------------------------------------------------------===//

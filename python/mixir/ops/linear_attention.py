@@ -423,6 +423,8 @@ def _forward(fn, q, k, v, g, beta, scale, initial_state, output_final_state, cu_
                       f"{tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__}")
         if g.device != q.device:
             _fail(fn, f"{g_name} is on {g.device} but q is on {q.device}")
+    if state_v_first is not False:
+        state_v_first = as_flag(f"mixir.ops.{fn}", "state_v_first", state_v_first)
     if state_v_first and initial_state is not None:
         # fla's [N, H, V, K] state layout: the op's [N, H, K, V] as a view.
         if not isinstance(initial_state, torch.Tensor) or initial_state.dim() != 4:
