@@ -131,6 +131,15 @@ def run_s2(a, peers):
 S3_MLSTM = [(32, 2048), (8, 8192), (1, 65536)]
 
 
+def save_rows(out, name, rows):
+    """Rows so far as out/name (after every row: a run cut short keeps what it measured)."""
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, name), "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                       "rows": rows}, f, indent=1)
+
+
 def mlstm_peers():
     if os.environ.get("MIXIR_BENCH_NO_PEERS") == "1":
         return {}
@@ -215,11 +224,7 @@ def run_s3(a):
         print(line, flush=True)
         del q, k, v, i, f, args
         torch.cuda.empty_cache()
-        if a.out:
-            os.makedirs(a.out, exist_ok=True)
-            with open(os.path.join(a.out, f"bench_linear_attention_s3{a.tag}.json"), "w") as fh:
-                json.dump({"device": torch.cuda.get_device_name(),
-                           "torch": torch.__version__, "rows": rows}, fh, indent=1)
+        save_rows(a.out, f"bench_linear_attention_s3{a.tag}.json", rows)
 
 
 def make(B, T, H, D, delta, seed=0, per_key=False):

@@ -9,14 +9,13 @@ value tile (more blocks, each repeating the chunk's Q K^T) win?
 """
 
 import argparse
-import json
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_linear_attention import fla_ops, make_grouped  # noqa: E402
+from bench_linear_attention import fla_ops, make_grouped, save_rows  # noqa: E402
 from bench_scan import bench  # noqa: E402
 
 from mixir.ops import linear_attention as la  # noqa: E402
@@ -53,10 +52,7 @@ def main():
         print(f"{op:17s} B={B} T={T} (h_qk, h_v)=({Hq},{Hv}) " +
               " ".join(f"bv{bv}: {t:.3f} ms" for bv, t in row["ms"].items()) +
               (f" | fla {row['fla_ms']:.3f} ms" if "fla_ms" in row else ""), flush=True)
-        if a.out:
-            os.makedirs(a.out, exist_ok=True)
-            with open(os.path.join(a.out, "sweep_block_v.json"), "w") as f:
-                json.dump({"device": torch.cuda.get_device_name(), "rows": rows}, f, indent=1)
+        save_rows(a.out, "sweep_block_v.json", rows)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,14 @@ count N H V / 64 is what the strategy compares with the SM count.
 """
 
 import argparse
-import json
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_linear_attention import fla_ops, flops, make_grouped, s2_cases  # noqa: E402
+from bench_linear_attention import (fla_ops, flops, make_grouped, s2_cases,  # noqa: E402
+                                    save_rows)
 from bench_scan import bench  # noqa: E402
 
 from mixir.ops import linear_attention as la  # noqa: E402
@@ -73,10 +73,7 @@ def main():
               flush=True)
         del q, k, v, g, beta
         torch.cuda.empty_cache()
-        if a.out:
-            os.makedirs(a.out, exist_ok=True)
-            with open(os.path.join(a.out, "sweep_chunk_parallel.json"), "w") as f:
-                json.dump({"device": torch.cuda.get_device_name(), "rows": rows}, f, indent=1)
+        save_rows(a.out, "sweep_chunk_parallel.json", rows)
 
 
 if __name__ == "__main__":

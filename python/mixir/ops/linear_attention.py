@@ -24,6 +24,7 @@ one sequential program per (head, sequence).
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -513,7 +514,12 @@ def _retention_decay(q, v):
     """RetNet's fixed decays, log(1 - 2^(-5 - h)) for value head h (fla's
     chunk_retention, which has no grouped heads: there q's heads are v's)."""
     H = v.shape[2] if isinstance(v, torch.Tensor) and v.dim() == 4 else 0
-    device = q.device if isinstance(q, torch.Tensor) else None
+    return _retention_decays(H, q.device if isinstance(q, torch.Tensor) else None)
+
+
+@functools.lru_cache(maxsize=64)
+def _retention_decays(H, device):
+    """Made once per (heads, device), not on every call."""
     return torch.log1p(-2.0 ** (-5.0 - torch.arange(H, dtype=torch.float64, device=device))) \
         .float()
 
