@@ -329,6 +329,14 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     being their dimension 1. This is how a sequence split runs its pieces in
     parallel (`mixer-split-linear-attention`); not with `input_gate`.
 
+    With `corrected_values` (`[B, T, H, V]`, the delta rule only) the op also
+    writes every step's update value `beta_t (v_t - S_t^T k_t)` (S_t decayed,
+    before the update) there: with it the delta rule is an additive update
+    with keys k and these values, which is how its gradients become forward
+    passes of the op (python/mixir/ops/linear_attention.py). Its element type
+    is the value's or the state's; the tensor-core kernels write the values
+    they compute with, rounded to the value's type.
+
     The op holds no scratch: a lowering that needs some (the chunked kernels'
     per-chunk factors, a sequence split's piece states) allocates it, and
     `mixer-assign-workspace` places every such allocation in the caller's
@@ -359,6 +367,7 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     Arg<Optional<MemRefRankOf<[I32, I64], [1]>>, "sequence offsets", [MemRead]>:$offsets,
     Optional<Index>:$pieces,
     Arg<Optional<AnyNon0RankedMemRef>, "output", [MemWrite]>:$output,
+    Arg<Optional<AnyNon0RankedMemRef>, "delta-rule corrected values", [MemWrite]>:$corrected_values,
     Arg<Optional<AnyNon0RankedMemRef>, "final states", [MemWrite]>:$final_state,
     Arg<Optional<AnyNon0RankedMemRef>, "final mLSTM normalisers", [MemWrite]>:$final_normalizer,
     Arg<Optional<AnyNon0RankedMemRef>, "final mLSTM stabilisers", [MemWrite]>:$final_stabilizer,
@@ -379,6 +388,7 @@ def Mixer_LinearAttentionOp : Mixer_Op<"linear_attention", [AttrSizedOperandSegm
     (`offsets` `(` $offsets^ `:` type($offsets) `)`)?
     (`pieces` `(` $pieces^ `)`)?
     (`outs` `(` $output^ `:` type($output) `)`)?
+    (`corrected` `(` $corrected_values^ `:` type($corrected_values) `)`)?
     (`final` `(` $final_state^ `:` type($final_state) `)`)?
     (`final_normalizer` `(` $final_normalizer^ `:` type($final_normalizer) `)`)?
     (`final_stabilizer` `(` $final_stabilizer^ `:` type($final_stabilizer) `)`)?

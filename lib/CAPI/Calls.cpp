@@ -191,7 +191,7 @@ struct CallBuilder {
             b, loc, get("query"), get("key"), get("value"), get("log_decay"), get("beta"),
             get("input_gate"), get("scale"), get("initial_state"), get("initial_normalizer"),
             get("initial_stabilizer"), get("offsets"), Value(), get("output"),
-            get("final_state"), get("final_normalizer"), get("final_stabilizer"),
+            get("corrected_values"), get("final_state"), get("final_normalizer"), get("final_stabilizer"),
             unit("value_decay"), epsilon);
       else
         built = LinearAttentionAdjointOp::create(

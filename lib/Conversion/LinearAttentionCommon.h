@@ -122,10 +122,11 @@ Value loadAs(ImplicitLocOpBuilder &b, Type state, Value memref, ValueRange indic
 
 /// One step of the linear recurrence (decay, additive or delta-rule update)
 /// on the carried column `s` (K values) of value channel `v`, updated in
-/// place; with an `output`, stores o_t[v] = scale S_t^T q_t there.
+/// place; with an `output`, stores o_t[v] = scale S_t^T q_t there, and with
+/// `corrected` (the delta rule) the step's update value beta_t (v_t - S^T k_t).
 void emitLinearStep(ImplicitLocOpBuilder &b, const RecurrenceOperands &ops, Type state,
                     SmallVectorImpl<Value> &s, ArrayRef<Value> keys, Value row, Value t, Value h,
-                    Value hq, Value v, Value scale, Value output);
+                    Value hq, Value v, Value scale, Value output, Value corrected = {});
 
 /// One step of the stabilised mLSTM cell on the carried values [S column (K),
 /// n (K), m], updated in place; with an `output`, stores o_t[v] there.

@@ -175,7 +175,8 @@ struct Strategy {
   /// Whether the rows the tensor-core kernels copy with 16-byte cp.async are
   /// aligned (a fact of the call; the kernels cannot check it).
   static bool rowsAligned(LinearAttentionOp op) {
-    for (Value v : {op.getQuery(), op.getKey(), op.getValue(), op.getOutput()})
+    for (Value v : {op.getQuery(), op.getKey(), op.getValue(), op.getOutput(),
+                    op.getCorrectedValues()})
       if (v && alignmentOf(v) < kVectorBytes)
         return false;
     if (op.hasVectorDecay() && alignmentOf(op.getLogDecay()) < kVectorBytes)

@@ -177,7 +177,7 @@ def swr_ref(coeff, x, k=2, c_init=None):
 
 
 def linear_attention_ref(q, k, v, g=None, beta=None, scale=None, initial_state=None,
-                         cu_seqlens=None):
+                         cu_seqlens=None, corrected_values=False):
     """Linear attention with a matrix state, one step at a time in float64 (spec 4.7,
     fla's semantics; layout [B, T, H, d]). Per sequence and head, S_{-1} = initial_state:
 
@@ -188,6 +188,7 @@ def linear_attention_ref(q, k, v, g=None, beta=None, scale=None, initial_state=N
     cu_seqlens: packed sequences of the single batch row; states are then
     [N, H, K, V]. Returns (o [B, T, H, V], final_state [N, H, K, V]) as float64 CPU
     tensors, differentiable in every input that requires grad (the gradient oracle).
+    corrected_values: also return every step's u_t ([B, T, H, V]).
     """
     import torch
 
@@ -206,7 +207,7 @@ def linear_attention_ref(q, k, v, g=None, beta=None, scale=None, initial_state=N
     N = len(spans)
     S0 = f64(initial_state) if initial_state is not None else torch.zeros(N, H, K, V,
                                                                           dtype=torch.float64)
-    steps = {}
+    steps, updates = {}, {}
     finals = []
     for i, (row, t0, t1) in enumerate(spans):
         S = S0[i]  # [H, K, V]
@@ -219,11 +220,18 @@ def linear_attention_ref(q, k, v, g=None, beta=None, scale=None, initial_state=N
                 vt = beta[row, t][:, None] * (vt - torch.einsum("hkv,hk->hv", S, kt))
             S = S + kt[:, :, None] * vt[:, None, :]
             steps[row, t] = scale * torch.einsum("hkv,hk->hv", S, q[row, t])
+            updates[row, t] = vt
         finals.append(S)
     zero = torch.zeros(H, V, dtype=torch.float64)
-    out = torch.stack([torch.stack([steps.get((r, t), zero) for t in range(T)])
-                       if T else torch.zeros(0, H, V, dtype=torch.float64) for r in range(B)])
-    return out, torch.stack(finals)
+
+    def by_row(per_step):
+        return torch.stack([torch.stack([per_step.get((r, t), zero) for t in range(T)])
+                            if T else torch.zeros(0, H, V, dtype=torch.float64)
+                            for r in range(B)])
+
+    if corrected_values:
+        return by_row(steps), torch.stack(finals), by_row(updates)
+    return by_row(steps), torch.stack(finals)
 
 
 def mlstm_ref(q, k, v, i, f, c_initial=None, n_initial=None, m_initial=None, eps=1e-6):

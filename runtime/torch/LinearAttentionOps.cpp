@@ -70,11 +70,14 @@ void checkSequences(const char *fn, const at::Tensor &q, const at::Tensor &k,
               ": q, k and v must be on one device");
 }
 
+/// One mixer.linear_attention; with `corrected` (the delta rule) it also
+/// writes every step's update values there.
 std::tuple<at::Tensor, at::Tensor>
-linearAttention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const OptTensor &g,
-                const OptTensor &beta, double scale, const OptTensor &init, const OptTensor &cu,
-                bool outputFinalState, std::optional<at::ScalarType> outDtype, bool reverse,
-                bool valueDecay, std::optional<c10::string_view> config) {
+runLinearAttention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+                   const OptTensor &g, const OptTensor &beta, double scale, const OptTensor &init,
+                   const OptTensor &cu, bool outputFinalState,
+                   std::optional<at::ScalarType> outDtype, bool reverse, bool valueDecay,
+                   std::optional<c10::string_view> config, at::Tensor *corrected) {
   checkSequences("mixir::linear_attention", q, k, v);
   int64_t B = q.size(0), T = q.size(1), K = q.size(3), H = v.size(2), V = v.size(3);
   int64_t N = present(cu) ? cu->size(0) - 1 : B;
@@ -116,10 +119,36 @@ linearAttention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, c
   if (present(cu))
     call.operands.push_back({"offsets", present(cu)});
   seq("output", &o);
+  if (corrected)
+    seq("corrected_values", corrected);
   if (outputFinalState)
     call.operands.push_back({"final_state", &final});
   mixir_torch::run(call);
   return {o, final};
+}
+
+std::tuple<at::Tensor, at::Tensor>
+linearAttention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const OptTensor &g,
+                const OptTensor &beta, double scale, const OptTensor &init, const OptTensor &cu,
+                bool outputFinalState, std::optional<at::ScalarType> outDtype, bool reverse,
+                bool valueDecay, std::optional<c10::string_view> config) {
+  return runLinearAttention(q, k, v, g, beta, scale, init, cu, outputFinalState, outDtype,
+                            reverse, valueDecay, config, nullptr);
+}
+
+/// The delta rule with its corrected values (in v's dtype): the backward's
+/// first pass (python/mixir/ops/linear_attention.py, _delta_backward).
+std::tuple<at::Tensor, at::Tensor, at::Tensor>
+linearAttentionCorrectedValues(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+                               const OptTensor &g, const at::Tensor &beta, double scale,
+                               const OptTensor &init, const OptTensor &cu,
+                               bool outputFinalState, std::optional<at::ScalarType> outDtype,
+                               bool reverse, std::optional<c10::string_view> config) {
+  checkSequences("mixir::linear_attention_corrected_values", q, k, v);
+  at::Tensor corrected = at::empty(v.sizes(), v.options());
+  auto [o, final] = runLinearAttention(q, k, v, g, beta, scale, init, cu, outputFinalState,
+                                       outDtype, reverse, false, config, &corrected);
+  return {o, final, corrected};
 }
 
 std::vector<at::Tensor>
@@ -434,6 +463,13 @@ TORCH_LIBRARY_FRAGMENT(mixir, m) {
         "float scale, Tensor? initial_state, Tensor? cu_seqlens, Tensor? final_state, "
         "Tensor? grad_o, Tensor? grad_final, bool output_final_state, bool[] needs, "
         "str? lowering_config) -> Tensor[]");
+  // The delta rule (beta given) that also returns its corrected values
+  // beta_t (v_t - S^T k_t), [B, T, H, V] in v's dtype. No autograd: a building
+  // block of linear_attention_backward.
+  m.def("linear_attention_corrected_values(Tensor q, Tensor k, Tensor v, Tensor? g, "
+        "Tensor beta, float scale, Tensor? initial_state, Tensor? cu_seqlens, "
+        "bool output_final_state, ScalarType? out_dtype, bool reverse, str? lowering_config) "
+        "-> (Tensor, Tensor, Tensor)");
   m.def("linear_attention_adjoint(Tensor q, Tensor k, Tensor v, Tensor? g, Tensor? beta, "
         "float scale, Tensor? initial_state, Tensor? cu_seqlens, Tensor grad_o, "
         "Tensor? grad_final, Tensor? input_gate, Tensor? n0, Tensor? m0, Tensor? grad_n, "
@@ -449,12 +485,14 @@ TORCH_LIBRARY_FRAGMENT(mixir, m) {
 
 TORCH_LIBRARY_IMPL(mixir, CPU, m) {
   m.impl("linear_attention", &linearAttention);
+  m.impl("linear_attention_corrected_values", &linearAttentionCorrectedValues);
   m.impl("linear_attention_adjoint", &linearAttentionAdjoint);
   m.impl("mlstm", &mlstm);
 }
 
 TORCH_LIBRARY_IMPL(mixir, CUDA, m) {
   m.impl("linear_attention", &linearAttention);
+  m.impl("linear_attention_corrected_values", &linearAttentionCorrectedValues);
   m.impl("linear_attention_adjoint", &linearAttentionAdjoint);
   m.impl("mlstm", &mlstm);
 }

@@ -117,6 +117,8 @@ std::string mlir::mixer::chunkedKernelIneligibility(LinearAttentionOp op, int64_
   if (Value out = op.getOutput(); out && typeOf(out).getElementType() != e &&
                                   !typeOf(out).getElementType().isF32())
     return "output is neither the input type nor f32";
+  if (Value u = op.getCorrectedValues(); u && typeOf(u).getElementType() != e)
+    return "corrected values not in the input type (the kernel computes with those)";
   if (op.getBeta()) {
     if (!op.getOutput())
       return "delta rule without an output (no state pass for it)";
@@ -624,9 +626,9 @@ void MmaKernelBuilder::build() {
         }
     }
     gpu::BarrierOp::create(b); // the decayed values below read every warp's columns
-    if (statePass) {
-      // The corrected values replace U in the workspace: the chunk outputs
-      // read them as their values.
+    // The chunk's corrected values (valid rows) to `dest` [B, T, H, *] from
+    // column `firstCol` on, 16 bytes a thread.
+    auto storeCorrected = [&](Value dest, Value firstCol) {
       auto vecTy = VectorType::get({8}, elt);
       int64_t perRow = BV / 8, total = kChunk * perRow;
       for (int64_t i0 = 0; i0 < total; i0 += threads) {
@@ -638,11 +640,17 @@ void MmaKernelBuilder::build() {
         b.setInsertionPointToStart(&inside.getThenRegion().front());
         Value x = vector::LoadOp::create(b, vecTy, vS, ValueRange{r, col}, false,
                                          llvm::MaybeAlign(16));
-        vector::StoreOp::create(b, x, workspace,
-                                ValueRange{row, add(t0, r), h, add(addc(vBaseCol, K), col)},
+        vector::StoreOp::create(b, x, dest, ValueRange{row, add(t0, r), h, add(firstCol, col)},
                                 false, llvm::MaybeAlign(16));
       }
-    }
+    };
+    // The corrected values replace U in the workspace: the chunk outputs read
+    // them as their values.
+    if (statePass)
+      storeCorrected(workspace, addc(vBaseCol, K));
+    // The op's own copy (the backward's building block).
+    if (Value corrected = op.getCorrectedValues())
+      storeCorrected(corrected, vBaseCol);
     // Every warp is done with W: refill it for the next chunk.
     ifChunk(next, [&] { stageW(next); });
     NVVM::CpAsyncCommitGroupOp::create(b);

@@ -30,7 +30,7 @@ Value mlir::mixer::loadAs(ImplicitLocOpBuilder &b, Type state, Value memref, Val
 void mlir::mixer::emitLinearStep(ImplicitLocOpBuilder &b, const RecurrenceOperands &op,
                                  Type state, SmallVectorImpl<Value> &s, ArrayRef<Value> keys,
                                  Value row, Value t, Value h, Value hq, Value v, Value scale,
-                                 Value output) {
+                                 Value output, Value corrected) {
   int64_t K = op.keyDim;
   auto idx = [&](int64_t i) { return arith::ConstantIndexOp::create(b, i).getResult(); };
   Value zeroF = arith::ConstantOp::create(b, b.getFloatAttr(state, 0.0));
@@ -58,6 +58,10 @@ void mlir::mixer::emitLinearStep(ImplicitLocOpBuilder &b, const RecurrenceOperan
       dot = math::FmaOp::create(b, s[d], keys[d], dot);
     Value betaT = loadAs(b, state, beta, ValueRange{row, t, h});
     u = arith::MulFOp::create(b, betaT, arith::SubFOp::create(b, u, dot));
+    if (corrected) {
+      Type uTy = cast<MemRefType>(corrected.getType()).getElementType();
+      memref::StoreOp::create(b, truncTo(b, uTy, u), corrected, ValueRange{row, t, h, v});
+    }
   }
   for (int64_t d = 0; d < K; ++d)
     s[d] = math::FmaOp::create(b, keys[d], u, s[d]);

@@ -99,7 +99,8 @@ void lowerRecurrent(LinearAttentionOp op, LoweringConfigAttr config) {
     if (mlstm)
       emitMlstmStep(b, operands, state, carried, keys, row, t, h, hq, v, scale, op.getOutput());
     else
-      emitLinearStep(b, operands, state, carried, keys, row, t, h, hq, v, scale, op.getOutput());
+      emitLinearStep(b, operands, state, carried, keys, row, t, h, hq, v, scale, op.getOutput(),
+                     op.getCorrectedValues());
     scf::YieldOp::create(b, carried);
   }
   if (Value final = op.getFinalState())

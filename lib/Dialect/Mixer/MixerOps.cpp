@@ -508,6 +508,7 @@ LogicalResult LinearAttentionOp::verify() {
     return emitOpError("value_decay without a log_decay");
   auto [K, V, N, seq, withK, withV, stateShape] = *shapes;
   wants.push_back({"output", getOutput(), withV, "like value"});
+  wants.push_back({"corrected_values", getCorrectedValues(), withV, "like value"});
   wants.push_back({"final_state", getFinalState(), stateShape,
                    getPieces() ? "[sequences, pieces, heads, key_dim, value_dim]"
                                : "[sequences, heads, key_dim, value_dim]"});
@@ -546,6 +547,15 @@ LogicalResult LinearAttentionOp::verify() {
                            << " differs from the state element type " << state;
   if (Value o = getOutput(); o && failed(verifyNotWiderThanState(*this, "output", o, state)))
     return failure();
+  if (Value u = getCorrectedValues()) {
+    if (!getBeta())
+      return emitOpError("corrected_values are the delta rule's: they need beta");
+    if (getPieces())
+      return emitOpError("corrected_values are not defined with pieces (each piece would "
+                         "correct against its own state)");
+    if (failed(verifyNotWiderThanState(*this, "corrected_values", u, state)))
+      return failure();
+  }
   return success();
 }
 

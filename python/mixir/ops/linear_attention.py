@@ -16,8 +16,9 @@ float32), the fake kernels and the backward.
 
 The state is float32 (float64 for float64 inputs); the output has v's dtype.
 Gradients flow to q, k, v, g, beta and initial_state: for the additive update with
-no, per-head or per-key decay they are forward passes of the same op (see
-_backward); for the delta rule they come from the adjoint op
+no, per-head or per-key decay, and for the delta rule with no or a per-head decay,
+they are forward passes of the same op (see _backward and _delta_backward); for the
+delta rule with a per-key decay they come from the adjoint op
 (torch.ops.mixir.linear_attention_adjoint, mixer.linear_attention_adjoint): exact,
 one sequential program per (head, sequence).
 """
@@ -41,6 +42,7 @@ __all__ = [
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _OP = torch.ops.mixir.linear_attention.default
 _ADJOINT_OP = torch.ops.mixir.linear_attention_adjoint.default
+_CORRECTED_OP = torch.ops.mixir.linear_attention_corrected_values.default
 
 
 def _fail(fn: str, message: str, exc=ValueError):
@@ -200,6 +202,15 @@ def _linear_attention_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens,
     return o, final
 
 
+@torch.library.register_fake("mixir::linear_attention_corrected_values")
+def _corrected_values_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens,
+                           output_final_state, out_dtype, reverse, lowering_config):
+    o, final = _linear_attention_fake(q, k, v, g, beta, scale, initial_state, cu_seqlens,
+                                      output_final_state, out_dtype, reverse, False,
+                                      lowering_config)
+    return o, final, torch.empty_like(v, memory_format=torch.contiguous_format)
+
+
 _ADJOINT_GRADS = ("q", "k", "v", "g", "beta", "i", "h0", "n0", "m0")
 
 
@@ -323,7 +334,10 @@ def _backward(q, k, v, g, beta, scale, h0, cu, final, do, dfinal, output_final_s
         dfinal = None
     if do is None:
         do = torch.zeros(v.shape, dtype=v.dtype, device=v.device)
-    if beta is not None:
+    if beta is not None and (g is None or g.dim() == 3):
+        grads = _delta_backward(q, k, v, g, beta, scale, h0, cu, final, do.to(v.dtype), dfinal,
+                                needs, lowering_config)
+    elif beta is not None:  # a per-key decay: the adjoint op
         grads = _adjoint_backward(q, k, v, g, beta, scale, h0, cu, do, dfinal)
     else:
         grads = _additive_backward(q, k, v, g, scale, h0, cu, final, do.to(v.dtype), dfinal,
@@ -400,6 +414,109 @@ def _additive_backward(q, k, v, g, scale, h0, cu, final, do, dfinal, needs, conf
                 dG[0].index_add_(0, ends, torch.where(nonempty, last, 0.0))
         dg = _sequence_suffix_sum(dG, cu)
     grads = [dq if need_q else None, dk if need_k else None, dv, dg, None, dS0]
+    if group > 1:
+        for i in (0, 1):
+            if grads[i] is not None:
+                grads[i] = grads[i].view(B, T, H // group, group, K).sum(3)
+    return grads
+
+
+# ---------------------------------------------------------------------------
+# The delta rule's backward, also by forward passes. Per sequence, with a_t the decay,
+# S~_t = a_t S_{t-1} and u_t = beta_t (v_t - S~_t^T k_t) the corrected values
+# (S_t = S~_t + k_t u_t^T, o_t = scale S_t^T q_t), the adjoint of the state obeys
+# dS_{t-1} = a_t (I - beta_t k_t k_t^T) dS_t + scale q_{t-1} do_{t-1}^T: the delta rule's
+# own recurrence run backward in time, on the transposed problem. Splitting dS_t into
+# its additive part A_t (the additive backward's adjoint: decays and q do^T only)
+# minus a delta-rule state Q_t driven by it gives, with s the scale,
+#   1. the forward with query k: y_t = S_t^T k_t, u_t (corrected values) and S_T;
+#   2. w_t = A_t^T k_t, the reversed additive pass (k, q, do) from dS_T / s;
+#   3. the reversed delta rule on (k, k, w, beta) from 0: its corrected values z_t are
+#      dv_t, its output y'_t = Q_t^T k_t, its final state Q_0;
+#   4. dq_t = s (S_t do_t): the forward (do, u, k) from h0^T;
+#   5. dk_t = Aa_t - B_t - C_t + 2 (u_t . z_t) k_t with Aa the reversed additive pass
+#      (u, do, q) from dS_T^T / s, B the reversed pass (u, z, k) and C the forward
+#      pass (z, u, k) from h0^T, both with scale 1;
+#   6. dbeta_t = (v_t - y_t + |k_t|^2 u_t) . (w_t - y'_t + |k_t|^2 z_t);
+#   7. dG_t = q_t . dq_t - k_t . (Aa_t - B_t + (u_t . z_t) k_t)
+#            + k_t . (-C_t + (u_t . z_t) k_t) (+ <dS_T, S_T> at the last step),
+#      dg its suffix sums, as for the additive update;
+#   8. dh0 = a_0 (s A_0 - Q_0), the two reversed passes' final states.
+# Seven passes, each one compiled kernel (the chunked tensor-core one where it
+# applies) instead of one sequential program per (head, sequence). A per-key or
+# per-value decay keeps the adjoint op.
+# ---------------------------------------------------------------------------
+
+
+def _first_step_decay(g, cu, N):
+    """a_0 per sequence, [N, H] (1 for an empty sequence), for dh0 = a_0 dS_0."""
+    T = g.shape[1]
+    first = g[:, 0] if cu is None else g[0, cu[:-1].clamp(max=T - 1)]
+    if cu is not None:
+        first = torch.where((cu[1:] > cu[:-1]).view(N, *([1] * (first.dim() - 1))), first, 0.0)
+    return torch.exp(first)
+
+
+def _delta_backward(q, k, v, g, beta, scale, h0, cu, final, do, dfinal, needs, config):
+    need_q, need_k, need_v, need_g, need_beta, need_h0 = needs
+    need_g = need_g and g is not None
+    group = v.shape[2] // q.shape[2]
+    if group > 1:
+        q, k = q.repeat_interleave(group, 2), k.repeat_interleave(group, 2)
+    B, T, H, K = q.shape
+    N = B if cu is None else cu.numel() - 1
+    low = q.dtype in (torch.float16, torch.bfloat16)
+    wide = torch.float32 if low else None  # outputs that feed sums below
+    acc = torch.float64 if q.dtype == torch.float64 else torch.float32
+    h0_t = None if h0 is None else h0.transpose(-1, -2)
+    # With scale 0 only dS_T flows: the reversed passes run with scale 1 and zero q, do.
+    s = scale if scale != 0 else 1.0
+    q_in, do_in = (q, do) if scale != 0 else (torch.zeros_like(q), torch.zeros_like(do))
+    cu_r = None if cu is None else _reversed_offsets(cu, T)
+    g_r = None if g is None else _next_step_log_decay(g, cu)
+    as_reversed = (lambda x: x) if cu is None else (lambda x: x.flip(0))  # noqa: E731
+    init_r = None if dfinal is None else as_reversed(dfinal) / s
+
+    # 1-3: the corrected values, the additive adjoint's w and the reversed delta rule.
+    y_f, _, u = _CORRECTED_OP(k, k, v, g, beta, 1.0, h0, cu, False, wide, False, config)
+    w, A0 = _pass(k, q_in, do_in, g_r, s, init_r, cu_r, config, output_final_state=need_h0,
+                  out_dtype=wide, reverse=True)
+    y_r, Q0, z = _CORRECTED_OP(k, k, w.to(v.dtype), g_r, beta, 1.0, None, cu_r, need_h0, wide,
+                               True, config)
+    dq = dk = dg = dbeta = dh0 = None
+    if need_q or need_g:
+        dq = _pass(do, u, k, g, scale, h0_t, cu, config, out_dtype=wide)[0]
+    if need_k or need_g:
+        init_t = None if init_r is None else init_r.transpose(-1, -2)
+        Aa = _pass(u, do_in, q_in, g_r, s, init_t, cu_r, config, out_dtype=wide,
+                   reverse=True)[0].to(acc)
+        Bb = _pass(u, z, k, g_r, 1.0, None, cu_r, config, out_dtype=wide, reverse=True)[0]
+        Cc = _pass(z, u, k, g, 1.0, h0_t, cu, config, out_dtype=wide)[0]
+        uz_k = (u.to(acc) * z.to(acc)).sum(-1, keepdim=True) * k.to(acc)
+        dk_a = Aa - Bb.to(acc) + uz_k  # the part through the keys of the update
+        dk_b = uz_k - Cc.to(acc)  # the part through the keys of the correction
+        dk = dk_a + dk_b
+    if need_beta:
+        kk = (k.to(acc) ** 2).sum(-1, keepdim=True)
+        x = v.to(acc) - y_f.to(acc) + kk * u.to(acc)
+        y = w.to(acc) - y_r.to(acc) + kk * z.to(acc)
+        dbeta = (x * y).sum(-1)
+    if need_g:
+        dG = (q.to(acc) * dq.to(acc)).sum(-1) - (k.to(acc) * (dk_a - dk_b)).sum(-1)
+        if dfinal is not None and T > 0:
+            last = (dfinal.to(acc) * final.to(acc)).sum((-1, -2))  # [N, H]
+            if cu is None:
+                dG[:, T - 1] += last
+            else:
+                ends = (cu[1:] - 1).clamp(min=0)
+                dG[0].index_add_(0, ends, torch.where((cu[1:] > cu[:-1])[:, None], last, 0.0))
+        dg = _sequence_suffix_sum(dG, cu)
+    if need_h0:
+        dh0 = as_reversed(A0) * s - as_reversed(Q0)
+        if g is not None and T > 0:
+            dh0 = dh0 * _first_step_decay(g, cu, N).to(dh0.dtype)[..., None, None]
+    grads = [dq if need_q else None, dk if need_k else None, z if need_v else None, dg, dbeta,
+             dh0]
     if group > 1:
         for i in (0, 1):
             if grads[i] is not None:

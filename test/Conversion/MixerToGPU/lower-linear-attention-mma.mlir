@@ -238,3 +238,26 @@ func.func @gdr_chunk_parallel(%q: !q, %g: memref<?x?x?xf32>, %bt: memref<?x?x?xb
       {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true, chunk_parallel = 132>}
   return
 }
+
+// -----
+
+// The delta rule's corrected values (corrected(...)): the sequential pass
+// writes each chunk's, 16 bytes a thread, from the shared tile it computed
+// them in, after the barrier that completes it.
+// CHECK-LABEL: func.func @gated_delta_rule_corrected
+// CHECK:       gpu.launch
+// CHECK:       gpu.launch
+// CHECK:         scf.for
+// CHECK:           gpu.barrier
+// CHECK:           vector.store %{{.*}}, %arg6[{{.*}}] {alignment = 16 : i64} : memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>, vector<8xbf16>
+// CHECK:           scf.yield
+!q = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!v = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+func.func @gated_delta_rule_corrected(%q: !q, %v: !v, %g: memref<?x?x?xf32>,
+                                      %b: memref<?x?x?xbf16>, %s: f32, %o: !v, %u: !v) {
+  mixer.linear_attention query(%q : !q) key(%q : !q) value(%v : !v)
+      log_decay(%g : memref<?x?x?xf32>) beta(%b : memref<?x?x?xbf16>) scale(%s : f32)
+      outs(%o : !v) corrected(%u : !v)
+      {mixer.lowering_config = #mixer.lowering_config<kernel = chunked, chunk = 64, block_v = 64, sink_constants = true>}
+  return
+}

@@ -101,3 +101,22 @@ func.func @mlstm(%q: memref<?x?x?x2xf32>, %f: memref<?x?x?xf32>, %i: memref<?x?x
       final_normalizer(%n : memref<?x?x2xf32>) final_stabilizer(%m : memref<?x?xf32>)
   return
 }
+
+// The delta rule's corrected values: beta (v - S^T k) stored (in their element
+// type) before the rank-1 update that uses them.
+// CHECK-LABEL: func.func @corrected_values
+// CHECK:         scf.for
+// CHECK:           arith.subf
+// CHECK:           %[[U:.*]] = arith.mulf
+// CHECK:           memref.store %[[U]], %arg6[%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}] : memref<2x?x2x8xf32>
+// CHECK:           math.fma %{{.*}}, %[[U]]
+// CHECK:           scf.yield
+func.func @corrected_values(%q: memref<2x?x2x4xf32>, %v: memref<2x?x2x8xf32>,
+                            %b: memref<2x?x2xf32>, %s: f32, %o: memref<2x?x2x8xf32>,
+                            %hT: memref<2x2x4x8xf32>, %u: memref<2x?x2x8xf32>) {
+  mixer.linear_attention query(%q : memref<2x?x2x4xf32>) key(%q : memref<2x?x2x4xf32>)
+      value(%v : memref<2x?x2x8xf32>) beta(%b : memref<2x?x2xf32>) scale(%s : f32)
+      outs(%o : memref<2x?x2x8xf32>) corrected(%u : memref<2x?x2x8xf32>)
+      final(%hT : memref<2x2x4x8xf32>)
+  return
+}

@@ -241,3 +241,62 @@ func.func @mlstm_with_beta(%q: memref<2x8x4x16xf32>, %i: memref<2x8x4xf32>, %s: 
       input_gate(%i : memref<2x8x4xf32>) scale(%s : f32) outs(%q : memref<2x8x4x16xf32>)
   return
 }
+
+// -----
+
+// The delta rule's corrected values: like value, printed after outs.
+// CHECK-LABEL: func.func @corrected_values
+// CHECK: beta(%{{.*}} : memref<2x8x4xf32>) scale(%{{.*}} : f32) outs(%{{.*}} : memref<2x8x4x32xbf16>) corrected(%{{.*}} : memref<2x8x4x32xbf16>) final(
+func.func @corrected_values(%q: memref<2x8x4x16xbf16>, %v: memref<2x8x4x32xbf16>,
+    %b: memref<2x8x4xf32>, %s: f32, %o: memref<2x8x4x32xbf16>, %u: memref<2x8x4x32xbf16>,
+    %hT: memref<2x4x16x32xf32>) {
+  mixer.linear_attention query(%q : memref<2x8x4x16xbf16>) key(%q : memref<2x8x4x16xbf16>)
+      value(%v : memref<2x8x4x32xbf16>) beta(%b : memref<2x8x4xf32>) scale(%s : f32)
+      outs(%o : memref<2x8x4x32xbf16>) corrected(%u : memref<2x8x4x32xbf16>)
+      final(%hT : memref<2x4x16x32xf32>)
+  return
+}
+
+// -----
+
+func.func @corrected_values_without_beta(%q: memref<2x8x4x16xf32>, %s: f32) {
+  // expected-error @+1 {{'mixer.linear_attention' op corrected_values are the delta rule's: they need beta}}
+  mixer.linear_attention query(%q : memref<2x8x4x16xf32>) key(%q : memref<2x8x4x16xf32>)
+      value(%q : memref<2x8x4x16xf32>) scale(%s : f32) outs(%q : memref<2x8x4x16xf32>)
+      corrected(%q : memref<2x8x4x16xf32>)
+  return
+}
+
+// -----
+
+func.func @corrected_values_shape(%q: memref<2x8x4x16xf32>, %b: memref<2x8x4xf32>, %s: f32,
+    %u: memref<2x8x4x8xf32>) {
+  // expected-error @+1 {{'mixer.linear_attention' op corrected_values must have shape [2, 8, 4, 16] (like value), got [2, 8, 4, 8]}}
+  mixer.linear_attention query(%q : memref<2x8x4x16xf32>) key(%q : memref<2x8x4x16xf32>)
+      value(%q : memref<2x8x4x16xf32>) beta(%b : memref<2x8x4xf32>) scale(%s : f32)
+      outs(%q : memref<2x8x4x16xf32>) corrected(%u : memref<2x8x4x8xf32>)
+  return
+}
+
+// -----
+
+func.func @corrected_values_too_wide(%q: memref<2x8x4x16xf32>, %b: memref<2x8x4xf32>, %s: f32,
+    %u: memref<2x8x4x16xf64>) {
+  // expected-error @+1 {{'mixer.linear_attention' op corrected_values element type 'f64' is wider than the state element type 'f32'}}
+  mixer.linear_attention query(%q : memref<2x8x4x16xf32>) key(%q : memref<2x8x4x16xf32>)
+      value(%q : memref<2x8x4x16xf32>) beta(%b : memref<2x8x4xf32>) scale(%s : f32)
+      outs(%q : memref<2x8x4x16xf32>) corrected(%u : memref<2x8x4x16xf64>)
+  return
+}
+
+// -----
+
+func.func @corrected_values_with_pieces(%q: memref<1x8x4x16xf32>, %b: memref<1x8x4xf32>,
+    %s: f32, %n: index, %hT: memref<1x2x4x16x16xf32>) {
+  // expected-error @+1 {{'mixer.linear_attention' op corrected_values are not defined with pieces}}
+  mixer.linear_attention query(%q : memref<1x8x4x16xf32>) key(%q : memref<1x8x4x16xf32>)
+      value(%q : memref<1x8x4x16xf32>) beta(%b : memref<1x8x4xf32>) scale(%s : f32)
+      pieces(%n) outs(%q : memref<1x8x4x16xf32>) corrected(%q : memref<1x8x4x16xf32>)
+      final(%hT : memref<1x2x4x16x16xf32>)
+  return
+}
