@@ -25,8 +25,9 @@ mlstm_kernels' chunkwise--triton_limit_chunk (chunk 64) with its kernels in bf16
 (autocast_kernel_dtype) and in its default fp32. The FLOP model is the one above with
 K = 128, V = 256 (the normaliser's work not counted).
 
-Forward + backward (simple GLA and GLA; loss = <o, do>, gradients for q, k, v and
-g): simple GLA against fla's chunk_simple_gla when its backward runs, else (fla
+Forward + backward (the gated delta rule: ours, ours with the sequential adjoint
+backward it replaced, fla with its Hopper guard lifted, see fwd_bwd_delta_case;
+simple GLA and GLA; loss = <o, do>, gradients for q, k, v and g): simple GLA against fla's chunk_simple_gla when its backward runs, else (fla
 refuses the gated backward on Hopper with triton < 3.7.1) against fla's chunk_gla
 with the per-head decay broadcast over K, which computes the same function; GLA
 against fla's chunk_gla.
@@ -323,6 +324,64 @@ def fwd_bwd_case(ours, peers, args, kwargs, nflop, per_key=False):
     return row
 
 
+def bypass_fla_hopper_guard():
+    """fla 0.6.0 refuses its gated backward (chunk_bwd_dqkwg) on Hopper with triton
+    < 3.7.1 (fla #640: wrong results there). Lifted to time it; its gradients are
+    then not trusted (reported, never used as a reference)."""
+    try:
+        import fla.ops.common.chunk_o as chunk_o
+    except Exception:
+        return False
+    chunk_o.TRITON_ABOVE_3_7_1 = True
+    return True
+
+
+def fwd_bwd_delta_case(ours, peers, args, kwargs, nflop):
+    """Forward + backward of the gated delta rule (loss <o, do>, gradients of q, k, v, g
+    and beta): ours (the backward as forward passes of the op), ours before (the same
+    forward and the sequential adjoint op, mixer.linear_attention_adjoint: the
+    backward until this change, exact), and fla's chunk_gated_delta_rule with its
+    Hopper guard lifted (timed; its gradients differ from ours by the reported rel
+    and are not trusted). grad_rel_vs_adjoint: ours against the exact adjoint, per
+    gradient, max |a - b| / max |b|."""
+    q, k, v, g, beta = leaves = [x.detach().clone().requires_grad_() for x in args]
+    do = torch.randn_like(v)
+
+    def step(fn):
+        o, _ = fn(q, k, v, g, beta, **kwargs)
+        return torch.autograd.grad(o, leaves, do)
+
+    def before():
+        with torch.no_grad():
+            ours(q, k, v, g, beta, **kwargs)
+        grads = la.adjoint(q.detach(), k.detach(), v.detach(), g.detach(), beta.detach(),
+                           q.shape[-1] ** -0.5, None, kwargs.get("cu_seqlens"), do, None)
+        return [grads[n] for n in ("q", "k", "v", "g", "beta")]
+
+    def rels(a, b):
+        return [((x.float() - y.float()).abs().max() / y.float().abs().max()).item()
+                for x, y in zip(a, b)]
+
+    row = {}
+    got = step(ours)
+    row["fwd_bwd_ms"] = ms = bench(lambda: step(ours))
+    row["fwd_bwd_tflops"] = 3 * nflop / ms / 1e9
+    exact = before()
+    row["grad_rel_vs_adjoint"] = rels(got, exact)
+    row["before_fwd_bwd_ms"] = bms = bench(before)
+    row["before_x"] = bms / ms
+    fla = peers.get("gated_delta_rule")
+    if fla is not None and bypass_fla_hopper_guard():
+        try:
+            want = step(fla)
+            row["fla_fwd_bwd_ms"] = pms = bench(lambda: step(fla))
+            row["fla_fwd_bwd_x"] = pms / ms
+            row["fla_grad_rel_untrusted"] = rels(got, want)
+        except Exception as e:
+            row["fla_fwd_bwd_error"] = repr(e)[:160]
+    return row
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=None)
@@ -385,6 +444,8 @@ def main():
                     row.update(fwd_bwd_case(ours, peers, args, kw, nflop))
                 if op == "gla" and not a.fwd_only:
                     row.update(fwd_bwd_case(ours, peers, args, kw, nflop, per_key=True))
+                if delta and not a.fwd_only:
+                    row.update(fwd_bwd_delta_case(ours, peers, args, kw, nflop))
             except Exception as e:
                 row = {"op": op, "error": repr(e)[:200]}
             row["shape"] = [B, T, H, D]
@@ -415,6 +476,15 @@ def main():
                                 ",".join(f"{x:.1e}" for x in row[f"{name}_grad_rel"])
                     elif f"{name}_error" in row:
                         line += f" | {name}: {row[f'{name}_error'][:80]}"
+            if "before_fwd_bwd_ms" in row:
+                line += f" | before (adjoint) {row['before_fwd_bwd_ms']:.3f} ms " \
+                        f"x{row['before_x']:.2f} | grad rel vs adjoint " + ",".join(f"{x:.1e}" for x in row["grad_rel_vs_adjoint"])
+                if "fla_fwd_bwd_ms" in row:
+                    line += f" | fla (guard lifted) {row['fla_fwd_bwd_ms']:.3f} ms " \
+                            f"x{row['fla_fwd_bwd_x']:.2f} grad rel (untrusted) " + \
+                            ",".join(f"{x:.1e}" for x in row["fla_grad_rel_untrusted"])
+                elif "fla_fwd_bwd_error" in row:
+                    line += f" | fla: {row['fla_fwd_bwd_error'][:80]}"
             for key in ("error", "fla_error"):
                 if key in row:
                     line += f" | {key}: {row[key]}"
